@@ -1,0 +1,115 @@
+"""CRC: one global threshold per band, exact from sorted breakpoints (METHODS.md 2).
+
+Guarantee (Angelopoulos et al., ICLR 2024), for calibration and test scans that are
+exchangeable and have non-empty ground truth:
+
+* outer band ``{p >= tau_out}``: ``E[FNR] <= alpha`` (it misses on average at most a fraction
+  alpha of the structure);
+* inner band ``{p >= tau_in}``: ``E[min(1, FP / |Y|)] <= alpha`` (its false positives are on
+  average at most a fraction alpha of the structure's size).
+
+The inner threshold is raised to ``max(tau_in, tau_out)`` so the inner band lies inside the outer
+band; raising it only lowers the inner loss, so both guarantees hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bands import Bands, feasible_alphas
+from .crc_rule import StepRiskCurve
+from .errors import ConformalInputError
+from .inputs import Units, check_scores, pair_units
+from .threshold_losses import fnr_curve, inner_fp_curve, inner_threshold
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds of the two bands at one alpha: the sets are ``{p >= inner}``/``{p >= outer}``."""
+
+    inner: float
+    outer: float
+
+
+def split_empty(
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Drop units whose ground truth is empty; return the rest and how many were dropped."""
+    used = [p for p in pairs if p[1].any()]
+    if not used:
+        raise ConformalInputError(
+            f"all {len(pairs)} calibration masks are empty: there is nothing to cover. "
+            "Calibrate on scans that contain the structure."
+        )
+    return used, len(pairs) - len(used)
+
+
+class CRC:
+    """Conformal risk control with one global threshold per band."""
+
+    name = "crc"
+
+    def __init__(self) -> None:
+        self._outer: StepRiskCurve | None = None
+        self._inner: StepRiskCurve | None = None
+        self.n_used = 0
+        self.n_empty = 0
+
+    def fit(self, scores: Units, masks: Units) -> CRC:
+        """Calibrate on probability maps (any dimension) and their ground-truth masks.
+
+        Units with empty ground truth are excluded and counted in ``n_empty``. One fit holds
+        both whole risk curves, so :meth:`thresholds` is a lookup for any alpha.
+        """
+        pairs, self.n_empty = split_empty(pair_units(scores, masks))
+        self.n_used = len(pairs)
+        self._outer = fnr_curve(pairs)
+        self._inner = inner_fp_curve(pairs)
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        return self._outer is not None
+
+    def _curves(self) -> tuple[StepRiskCurve, StepRiskCurve]:
+        if self._outer is None or self._inner is None:
+            raise RuntimeError("CRC is not calibrated: call fit() first")
+        return self._outer, self._inner
+
+    def outer_threshold(self, alpha: float) -> float:
+        """Largest ``tau`` whose outer set ``{p >= tau}`` meets the FNR bound at ``alpha``."""
+        outer, _ = self._curves()
+        return -outer.solve(alpha)
+
+    def raw_inner_threshold(self, alpha: float) -> float:
+        """Smallest ``tau`` (not nested) whose inner set meets the false-positive bound."""
+        _, inner = self._curves()
+        return max(0.0, inner_threshold(inner, alpha))
+
+    def thresholds(self, alpha: float) -> Thresholds:
+        """Both thresholds at ``alpha``, with the inner one nested inside the outer band."""
+        tau_out = self.outer_threshold(alpha)
+        return Thresholds(inner=max(self.raw_inner_threshold(alpha), tau_out), outer=tau_out)
+
+    def predict(self, score: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(inner, outer)`` masks of one probability map at ``alpha``."""
+        score = check_scores(score)
+        t = self.thresholds(alpha)
+        return score >= t.inner, score >= t.outer
+
+    def bands(self, score: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
+        """Bands of one probability map over the feasible part of the alpha grid."""
+        score = check_scores(score)
+        grid = feasible_alphas(self.n_used, alphas)
+        tau_out = np.array([self.outer_threshold(a) for a in grid])
+        tau_in = np.array([self.raw_inner_threshold(a) for a in grid])
+        info = {"n_used": self.n_used, "n_empty": self.n_empty}
+        return Bands.from_thresholds(score, grid, tau_out, tau_in, self.name, info)
+
+    def summary(self, alpha: float) -> dict[str, float]:
+        """Calibrated quantities at ``alpha`` for reports."""
+        t = self.thresholds(alpha)
+        return {"tau_outer": t.outer, "tau_inner": t.inner}

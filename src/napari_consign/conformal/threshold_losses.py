@@ -1,0 +1,70 @@
+"""Step-function risks of threshold sets ``{p >= tau}``: outer FNR and inner false positives.
+
+Both losses are bounded by B = 1 and are turned into :class:`StepRiskCurve` objects, so CRC,
+AT and COAT share one exact solver. ``offsets`` shift each unit's threshold: CRC uses 0, the
+adaptive methods use the per-unit predicted threshold (METHODS.md 2.2, 2.3, 4.4, 4.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .crc_rule import StepRiskCurve
+
+
+def _per_unit_offsets(offsets: Sequence[float] | None, n: int) -> np.ndarray:
+    return np.zeros(n) if offsets is None else np.asarray(offsets, dtype=np.float64)
+
+
+def fnr_curve(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], offsets: Sequence[float] | None = None
+) -> StepRiskCurve:
+    """Outer-band risk: mean FNR, with GT voxel keys ``offset_i - p``.
+
+    A GT voxel of unit ``i`` is covered by the set ``{p >= offset_i - lam}`` iff
+    ``lam >= offset_i - p``; each carries weight ``1 / (n |Y_i|)``. ``pairs`` must hold
+    non-empty masks only.
+    """
+    n = len(pairs)
+    off = _per_unit_offsets(offsets, n)
+    keys, weights = [], []
+    for (score, fg), o in zip(pairs, off, strict=True):
+        gt_scores = score[fg].astype(np.float64)
+        keys.append(o - gt_scores)
+        weights.append(np.full(gt_scores.size, 1.0 / (n * gt_scores.size)))
+    return StepRiskCurve.from_keys(np.concatenate(keys), np.concatenate(weights), n)
+
+
+def inner_fp_curve(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], offsets: Sequence[float] | None = None
+) -> StepRiskCurve:
+    """Inner-band risk: mean of ``min(1, |C \\ Y_i| / |Y_i|)``, keys ``p - offset_i``.
+
+    A background voxel of unit ``i`` is in the inner set ``{p >= offset_i + u}`` iff
+    ``u <= p - offset_i``. The cap at 1 is exact when only the ``|Y_i|`` highest-scoring
+    background voxels of each unit are kept, each with weight ``1 / (n |Y_i|)``: the loss then
+    becomes a weighted count, ``R(v) = sum w 1[key > v]`` for a set ``{key > v}``.
+    """
+    n = len(pairs)
+    off = _per_unit_offsets(offsets, n)
+    keys, weights = [], []
+    for (score, fg), o in zip(pairs, off, strict=True):
+        m = int(fg.sum())
+        bg = score[~fg].astype(np.float64)
+        if bg.size > m:
+            bg = np.partition(bg, bg.size - m)[bg.size - m :]
+        keys.append(bg - o)
+        weights.append(np.full(bg.size, 1.0 / (n * m)))
+    return StepRiskCurve.from_keys(np.concatenate(keys), np.concatenate(weights), n)
+
+
+def inner_threshold(curve: StepRiskCurve, alpha: float) -> float:
+    """Smallest offset ``u`` whose inner set ``{p - offset >= u}`` meets the CRC bound.
+
+    The infimum ``v*`` of the feasible set is not attained with ``>=``; the valid set is
+    ``{key > v*}``, i.e. the threshold ``nextafter(v*, +inf)``. ``-inf`` when every set passes.
+    """
+    v = curve.solve(alpha)
+    return v if v == -np.inf else float(np.nextafter(v, np.inf))

@@ -1,0 +1,146 @@
+"""``napari-consign evaluate`` end to end on NPZ files, and its bad-input exits."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_consign.cli import main
+from napari_consign.synthetic import lesion_cases
+
+SAMPLE_NPZ = Path(__file__).resolve().parents[1] / "sample_data" / "synthetic_samples.npz"
+
+
+@pytest.fixture
+def npz(tmp_path):
+    d = lesion_cases(80, size=16, n_samples=3, seed=5, empty_fraction=0.1)
+    path = tmp_path / "cases.npz"
+    np.savez(path, samples=d["samples"], masks=d["masks"], images=d["images"])
+    return path
+
+
+def test_evaluate_writes_report(npz, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main(
+        [
+            "evaluate",
+            "--samples",
+            str(npz),
+            "--methods",
+            "crc",
+            "--alpha",
+            "0.2",
+            "--splits",
+            "4",
+            "--seed",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["alpha"] == 0.2 and report["splits"] == 4 and report["n_units"] == 80
+    assert report["n_cal"] + report["n_test"] == 80
+    crc = report["methods"]["crc"]
+    for key in (
+        "marginal_coverage",
+        "coverage_gap",
+        "mean_fnr",
+        "inner_loss",
+        "outer_area",
+        "inner_area",
+        "tau_outer",
+        "tau_inner",
+        "n_cal_empty",
+        "n_test_empty",
+    ):
+        assert set(crc[key]) == {"mean", "sd"}
+    assert crc["n_cal_empty"]["mean"] + crc["n_test_empty"]["mean"] > 0
+    assert abs(crc["mean_fnr"]["mean"] - (1 - crc["marginal_coverage"]["mean"])) < 1e-12
+    assert "crc" in capsys.readouterr().out
+
+
+def test_same_seed_same_report(npz, tmp_path):
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for p in paths:
+        main(["evaluate", "--samples", str(npz), "--splits", "3", "--json", str(p)])
+    assert paths[0].read_text() == paths[1].read_text()
+
+
+def test_multiclass_samples(tmp_path):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(30, 4, 3, 8, 8))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    masks = rng.integers(0, 3, size=(30, 8, 8))
+    path = tmp_path / "mc.npz"
+    np.savez(path, samples=probs, masks=masks)
+    assert main(["evaluate", "--samples", str(path), "--alpha", "0.3", "--splits", "2"]) == 0
+
+
+def _text_file(path):
+    path.write_text("not a zip")
+    return path
+
+
+def _bad(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (lambda t: t / "missing.npz", [], "no such file"),
+        (lambda t: _text_file(t / "junk.npz"), [], "not a readable"),
+        (lambda t: _bad(t, samples=np.zeros((4, 2, 3, 3))), [], "missing array"),
+        (lambda t: _bad(t, samples=np.zeros((4, 3, 3)), masks=np.zeros((4, 3, 3))), [], "expected"),
+        (
+            lambda t: _bad(t, samples=np.full((4, 2, 3, 3), 2.0), masks=np.zeros((4, 3, 3))),
+            [],
+            r"outside \[0, 1\]",
+        ),
+        (lambda t: _bad(t, samples=np.zeros((4, 2, 3, 3)), masks=np.zeros((4, 3, 4))), [], "shape"),
+        (
+            lambda t: _bad(t, samples=np.zeros((4, 2, 3, 3)), masks=np.full((4, 3, 3), 2)),
+            [],
+            "labels",
+        ),
+        (lambda t: SAMPLE_NPZ, ["--alpha", "1.5"], "alpha"),
+        (lambda t: SAMPLE_NPZ, ["--alpha", "0.001"], "too small"),
+        (lambda t: SAMPLE_NPZ, ["--methods", "nope"], "unknown method"),
+        (lambda t: SAMPLE_NPZ, ["--cal-fraction", "0.9999"], "cannot be split"),
+        (lambda t: SAMPLE_NPZ, ["--json", str(SAMPLE_NPZ)], "overwrite"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make, extra, message):
+    path = make(tmp_path)
+    assert main(["evaluate", "--samples", str(path), "--splits", "2", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.search(message, err), err
+
+
+def test_console_script_runs_on_the_shipped_samples():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_consign",
+            "evaluate",
+            "--samples",
+            str(SAMPLE_NPZ),
+            "--splits",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "crc" in result.stdout and "excluded empty masks" in result.stdout

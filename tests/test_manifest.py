@@ -1,0 +1,43 @@
+"""The root napari.yaml is what the installed package ships, and npe2 accepts it."""
+
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_manifest_is_the_root_manifest():
+    shipped = files("napari_consign") / "napari.yaml"
+    assert shipped.is_file(), "napari.yaml is not shipped inside the package"
+    data = yaml.safe_load(shipped.read_text())
+    assert data["name"] == "napari-consign"
+    root = ROOT / "napari.yaml"
+    if root.is_file():
+        assert yaml.safe_load(root.read_text()) == data
+
+
+def test_npe2_validates_the_installed_plugin():
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-consign"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+def test_every_command_resolves_to_an_importable_callable():
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-consign")
+    for command in manifest.contributions.commands or []:
+        module, _, attr = command.python_name.partition(":")
+        obj = __import__(module, fromlist=[attr])
+        assert callable(getattr(obj, attr)), command.id
