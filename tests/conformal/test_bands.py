@@ -86,3 +86,21 @@ def test_non_monotone_thresholds_become_a_conservative_envelope():
         assert np.all(outer[score >= tau_out[j]])  # never smaller than asked
         assert not np.any(inner & (score < tau_in[j]))  # never larger than asked
     np.testing.assert_array_equal(bands.masks(0.2)[1], score >= 0.4)
+
+
+def test_mask_stack_bands_round_trip_and_nesting():
+    rng = np.random.default_rng(0)
+    alphas = np.array([0.05, 0.1, 0.2])
+    outer = rng.uniform(size=(3, 5, 7, 3)) > 0.4
+    inner = rng.uniform(size=(3, 5, 7, 3)) > 0.6  # not inside outer on purpose
+    bands = Bands.from_mask_stack(alphas, inner, outer, method="consign")
+    assert bands.shape == (5, 7, 3)
+    for j, a in enumerate(alphas):
+        got_inner, got_outer = bands.masks(a)
+        np.testing.assert_array_equal(got_outer, outer[j])
+        np.testing.assert_array_equal(got_inner, inner[j] & outer[j])
+        expected = outer[j].astype(np.uint8) + (inner[j] & outer[j])
+        np.testing.assert_array_equal(bands.labels(a), expected)
+    assert bands.snap(0.12) == 0.1
+    with pytest.raises(ConformalInputError, match="one inner and one outer"):
+        Bands.from_mask_stack(alphas, inner[:2], outer[:2])

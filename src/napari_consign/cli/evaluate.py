@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..conformal.evaluation import METHODS, evaluate
+from ..conformal.evaluation import evaluate
+from ..conformal.registry import METHODS, MethodOptions
 from ..npz_contract import load_segmentation_set
 from .errors import CLIError
 
@@ -46,6 +47,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=0.25,
         help="fraction used to train threshold predictors, for methods that need "
         "one (default 0.25)",
+    )
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=0.9,
+        help="CONSIGN / pixel-wise: accuracy level of beta-equality (default 0.9)",
+    )
+    p.add_argument("--k", type=int, default=5, help="CONSIGN: principal components (default 5)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device for methods that train or optimise (default cpu)",
     )
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.set_defaults(run=run)
@@ -89,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         cal_fraction=args.cal_fraction,
         train_fraction=args.train_fraction,
+        options=MethodOptions(beta=args.beta, k=args.k, seed=args.seed, device=args.device),
     )
     report["samples_file"] = str(args.samples)
     print(format_table(report))

@@ -8,7 +8,8 @@ from .crc import CRC, Thresholds
 from .crc_rule import StepRiskCurve, min_calibration_size, min_feasible_alpha, risk_bound
 from .dataset import SegmentationSet
 from .errors import ConformalInputError, InfeasibleAlphaError
-from .evaluation import METHODS, evaluate
+from .evaluation import evaluate
+from .registry import METHODS, MethodOptions, make_method
 
 __all__ = [
     "CRC",
@@ -17,11 +18,13 @@ __all__ = [
     "Bands",
     "ConformalInputError",
     "InfeasibleAlphaError",
+    "MethodOptions",
     "SegmentationSet",
     "StepRiskCurve",
     "Thresholds",
     "evaluate",
     "feasible_alphas",
+    "make_method",
     "min_calibration_size",
     "min_feasible_alpha",
     "risk_bound",

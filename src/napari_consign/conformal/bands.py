@@ -1,6 +1,11 @@
 """Bands: the one result type of every method, built once and read per slider tick.
 
-For each voxel a Bands object stores, on an ascending grid of error levels ``alphas``:
+Every Bands object answers ``masks(alpha)`` and ``labels(alpha)`` on an ascending grid of error
+levels ``alphas`` (the slider snaps to it); the inner band always lies inside the outer band.
+Two storage forms exist, and consumers never need to know which one they hold:
+
+:class:`ThresholdBands`, for methods whose sets are nested in alpha (CRC, AT, COAT, pixel-wise),
+stores per voxel:
 
 * ``outer_level``: the number of leading grid levels at which the voxel is in the outer band.
   Outer bands shrink as alpha grows, so the voxel is in the outer band at grid index ``j`` iff
@@ -11,6 +16,9 @@ For each voxel a Bands object stores, on an ascending grid of error levels ``alp
 At grid index ``j``: ``outer = outer_level > j`` and ``inner = (inner_start <= j) & outer``. The
 ``& outer`` is the nesting rule (METHODS.md 2.3): the inner band always lies inside the outer
 band, at every alpha. A slider tick is therefore two comparisons, never a recomputation.
+
+:class:`MaskStackBands`, for methods calibrated per alpha whose sets need not be nested in
+alpha (CONSIGN), stores one bit-packed (inner, outer) pair per grid level.
 """
 
 from __future__ import annotations
@@ -53,21 +61,15 @@ def feasible_alphas(n: int, alphas: Sequence[float] | None = None) -> np.ndarray
 
 @dataclass(frozen=True)
 class Bands:
-    """Per-voxel critical-alpha maps for the inner and outer band of one scan and method."""
+    """Inner and outer band of one scan and method, on a grid of alphas (abstract)."""
 
     alphas: np.ndarray
-    outer_level: np.ndarray
-    inner_start: np.ndarray
-    method: str = ""
-    info: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.outer_level.shape != self.inner_start.shape:
-            raise ConformalInputError("outer and inner level maps must have the same shape")
+    method: str
+    info: dict
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.outer_level.shape
+        raise NotImplementedError
 
     def index(self, alpha: float) -> int:
         """Grid index of the level nearest to ``alpha`` (the slider snaps to the grid)."""
@@ -79,10 +81,7 @@ class Bands:
 
     def masks(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """``(inner, outer)`` boolean masks at the grid level nearest to ``alpha``."""
-        j = self.index(alpha)
-        outer = self.outer_level > j
-        inner = (self.inner_start <= j) & outer
-        return inner, outer
+        raise NotImplementedError
 
     def labels(self, alpha: float) -> np.ndarray:
         """uint8 labels at ``alpha``: 0 outside, 1 outer ring (outer minus inner), 2 inner."""
@@ -100,7 +99,7 @@ class Bands:
         tau_inner: np.ndarray,
         method: str = "",
         info: dict | None = None,
-    ) -> Bands:
+    ) -> ThresholdBands:
         """Bands of threshold sets ``{score >= tau}`` given one threshold pair per grid level.
 
         ``tau_outer[j]`` defines the outer band and ``tau_inner[j]`` the raw inner band at
@@ -116,8 +115,7 @@ class Bands:
         tau_inner = np.maximum.accumulate(np.asarray(tau_inner, np.float64)[::-1])[::-1]
         if not alphas.shape == tau_outer.shape == tau_inner.shape:
             raise ConformalInputError("one outer and one inner threshold per alpha are needed")
-        if alphas.size > _MAX_LEVELS:
-            raise ConformalInputError(f"at most {_MAX_LEVELS} alpha levels are supported")
+        _check_levels(alphas)
         score = np.asarray(score)
         inner_ascending = tau_inner[::-1]
         outer_level = np.empty(score.shape, dtype=np.uint8)
@@ -129,4 +127,78 @@ class Bands:
             flat_i[lo : lo + _CHUNK] = alphas.size - np.searchsorted(
                 inner_ascending, chunk, side="right"
             )
-        return cls(alphas, outer_level, inner_start, method, dict(info or {}))
+        return ThresholdBands(alphas, method, dict(info or {}), outer_level, inner_start)
+
+    @classmethod
+    def from_mask_stack(
+        cls,
+        alphas: np.ndarray,
+        inner: np.ndarray,
+        outer: np.ndarray,
+        method: str = "",
+        info: dict | None = None,
+    ) -> MaskStackBands:
+        """Bands from one (inner, outer) mask pair per grid level, stacked on axis 0.
+
+        The inner band is intersected with the outer band level by level.
+        """
+        alphas = np.asarray(alphas, dtype=np.float64)
+        inner, outer = np.asarray(inner, bool), np.asarray(outer, bool)
+        if inner.shape != outer.shape or inner.shape[:1] != alphas.shape:
+            raise ConformalInputError("one inner and one outer mask per alpha are needed")
+        _check_levels(alphas)
+        n = len(alphas)
+        packed_outer = np.packbits(outer.reshape(n, -1), axis=1)
+        packed_inner = np.packbits((inner & outer).reshape(n, -1), axis=1)
+        return MaskStackBands(
+            alphas, method, dict(info or {}), outer.shape[1:], packed_inner, packed_outer
+        )
+
+
+def _check_levels(alphas: np.ndarray) -> None:
+    if alphas.size > _MAX_LEVELS:
+        raise ConformalInputError(f"at most {_MAX_LEVELS} alpha levels are supported")
+
+
+@dataclass(frozen=True)
+class ThresholdBands(Bands):
+    """Bands as per-voxel critical-level maps (methods whose sets are nested in alpha)."""
+
+    outer_level: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    inner_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+
+    def __post_init__(self) -> None:
+        if self.outer_level.shape != self.inner_start.shape:
+            raise ConformalInputError("outer and inner level maps must have the same shape")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.outer_level.shape
+
+    def masks(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        j = self.index(alpha)
+        outer = self.outer_level > j
+        inner = (self.inner_start <= j) & outer
+        return inner, outer
+
+
+@dataclass(frozen=True)
+class MaskStackBands(Bands):
+    """Bands as one bit-packed mask pair per grid level (sets not nested in alpha)."""
+
+    mask_shape: tuple[int, ...] = ()
+    packed_inner: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    packed_outer: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.mask_shape)
+
+    def masks(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        j = self.index(alpha)
+        count = int(np.prod(self.mask_shape))
+
+        def unpack(packed: np.ndarray) -> np.ndarray:
+            return np.unpackbits(packed[j], count=count).view(bool).reshape(self.mask_shape)
+
+        return unpack(self.packed_inner), unpack(self.packed_outer)

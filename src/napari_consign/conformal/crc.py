@@ -21,8 +21,10 @@ import numpy as np
 
 from .bands import Bands, feasible_alphas
 from .crc_rule import StepRiskCurve
+from .dataset import SegmentationSet
 from .errors import ConformalInputError
 from .inputs import Units, check_scores, pair_units
+from .registry import MethodOptions
 from .threshold_losses import fnr_curve, inner_fp_curve, inner_threshold
 
 
@@ -51,8 +53,9 @@ class CRC:
     """Conformal risk control with one global threshold per band."""
 
     name = "crc"
+    needs_training = False
 
-    def __init__(self) -> None:
+    def __init__(self, options: MethodOptions | None = None) -> None:
         self._outer: StepRiskCurve | None = None
         self._inner: StepRiskCurve | None = None
         self.n_used = 0
@@ -69,6 +72,17 @@ class CRC:
         self._outer = fnr_curve(pairs)
         self._inner = inner_fp_curve(pairs)
         return self
+
+    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:
+        """Fit on the score maps of a :class:`SegmentationSet` (no training part needed)."""
+        self.fit(cal.scores, cal.masks)
+
+    def predict_masks(
+        self, data: SegmentationSet, alpha: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(inner, outer)`` masks of every unit of ``data`` at ``alpha``."""
+        t = self.thresholds(alpha)
+        return [(s >= t.inner, s >= t.outer) for s in data.scores]
 
     @property
     def fitted(self) -> bool:

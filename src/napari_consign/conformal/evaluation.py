@@ -2,56 +2,21 @@
 
 Each split is a fresh random partition of the units into (optional) training, calibration and
 test parts. Per split and method the test metrics of METHODS.md 7 are computed; the report gives
-their mean and standard deviation over splits. Methods register themselves in ``METHODS``.
+their mean and standard deviation over splits. Methods are listed in :mod:`.registry`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from .crc import CRC
 from .crc_rule import check_alpha
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
 from .metrics import coverage_gap, marginal_coverage, unit_metrics
-
-
-class EvaluableMethod(Protocol):
-    """What :func:`evaluate` needs from a method."""
-
-    name: str
-    needs_training: bool
-    n_used: int
-    n_empty: int
-
-    def fit(self, cal: SegmentationSet, train: SegmentationSet | None) -> None: ...
-
-    def predict_masks(
-        self, data: SegmentationSet, alpha: float
-    ) -> list[tuple[np.ndarray, np.ndarray]]: ...
-
-    def summary(self, alpha: float) -> dict[str, float]: ...
-
-
-class CRCEvaluable(CRC):
-    """CRC on the score maps of a :class:`SegmentationSet`."""
-
-    needs_training = False
-
-    def fit(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:  # type: ignore[override]
-        super().fit(cal.scores, cal.masks)
-
-    def predict_masks(self, data: SegmentationSet, alpha: float):
-        t = self.thresholds(alpha)
-        return [(s >= t.inner, s >= t.outer) for s in data.scores]
-
-
-#: Method name -> factory. Later methods add themselves here.
-METHODS: dict[str, Callable[[], EvaluableMethod]] = {"crc": CRCEvaluable}
+from .registry import METHODS, EvaluableMethod, MethodOptions, make_method
 
 
 @dataclass(frozen=True)
@@ -101,6 +66,9 @@ def _split_metrics(
         "n_cal_empty": method.n_empty,
     }
     out.update(method.summary(alpha))
+    extra = getattr(method, "test_metrics", None)  # method-specific metrics (e.g. CONSIGN)
+    if extra is not None:
+        out.update(extra(test, alpha))
     return out
 
 
@@ -112,6 +80,7 @@ def evaluate(
     seed: int = 0,
     cal_fraction: float = 0.5,
     train_fraction: float = 0.25,
+    options: MethodOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Evaluate ``methods`` over ``splits`` random partitions; JSON-ready report.
@@ -128,7 +97,8 @@ def evaluate(
         )
     if splits < 1:
         raise ConformalInputError(f"splits must be at least 1, got {splits}")
-    needs_training = any(METHODS[m]().needs_training for m in methods)
+    options = options or MethodOptions()
+    needs_training = any(make_method(m, options).needs_training for m in methods)
     sizes = split_sizes(len(data), cal_fraction, train_fraction if needs_training else 0.0)
     rng = np.random.default_rng(seed)
     per_method: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
@@ -138,8 +108,8 @@ def evaluate(
         cal = data.subset(perm[sizes.train : sizes.train + sizes.cal])
         test = data.subset(perm[sizes.train + sizes.cal :])
         for name in methods:
-            method = METHODS[name]()
-            method.fit(cal, train)
+            method = make_method(name, options)
+            method.calibrate(cal, train)
             per_method[name].append(_split_metrics(method, test, alpha))
         if progress is not None:
             progress(s + 1, splits)

@@ -1,0 +1,60 @@
+"""The methods :func:`~.evaluation.evaluate` and the CLI know, and what they must offer.
+
+Methods are listed by import path and imported only when used, so adding one touches one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .dataset import SegmentationSet
+from .errors import ConformalInputError
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Settings shared by every method; each method reads the ones it needs."""
+
+    beta: float = 0.9  # CONSIGN / pixel-wise: accuracy level of beta-equality
+    k: int = 5  # CONSIGN: principal components kept
+    seed: int = 0  # training, multi-start optimisation and sampling
+    device: str = "cpu"  # torch device for methods that train or optimise
+
+
+class EvaluableMethod(Protocol):
+    """What evaluation needs from a method: calibrate, predict masks at alpha, report."""
+
+    name: str
+    needs_training: bool
+    n_used: int
+    n_empty: int
+
+    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None) -> None:
+        """Fit on the calibration part (and the training part, for learned predictors)."""
+
+    def predict_masks(
+        self, data: SegmentationSet, alpha: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(inner, outer)`` boolean masks of every unit of ``data`` at ``alpha``."""
+
+    def summary(self, alpha: float) -> dict[str, float]:
+        """Calibrated quantities at ``alpha`` (thresholds, lambda, ...) for reports."""
+
+
+#: Method name -> "module:class" (relative to this package); the class takes MethodOptions.
+METHODS: dict[str, str] = {
+    "crc": ".crc:CRC",
+}
+
+
+def make_method(name: str, options: MethodOptions | None = None) -> EvaluableMethod:
+    """Instantiate the method called ``name``."""
+    if name not in METHODS:
+        raise ConformalInputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    module, _, cls = METHODS[name].partition(":")
+    factory = getattr(importlib.import_module(module, __package__), cls)
+    return factory(options or MethodOptions())
