@@ -1,5 +1,6 @@
 """The root napari.yaml is what the installed package ships, and npe2 accepts it."""
 
+import os
 import subprocess
 import sys
 from importlib.resources import files
@@ -24,7 +25,9 @@ def test_npe2_validates_the_installed_plugin():
     result = subprocess.run(
         [sys.executable, "-m", "npe2", "validate", "napari-consign"],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

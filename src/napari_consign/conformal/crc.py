@@ -25,7 +25,13 @@ from .dataset import SegmentationSet
 from .errors import ConformalInputError
 from .inputs import Units, check_scores, pair_units
 from .registry import MethodOptions
-from .threshold_losses import fnr_curve, inner_fp_curve, inner_threshold
+from .threshold_losses import (
+    fnr_curve,
+    inner_fp_curve,
+    inner_threshold,
+    inner_thresholds,
+    outer_thresholds,
+)
 
 
 @dataclass(frozen=True)
@@ -96,12 +102,12 @@ class CRC:
     def outer_threshold(self, alpha: float) -> float:
         """Largest ``tau`` whose outer set ``{p >= tau}`` meets the FNR bound at ``alpha``."""
         outer, _ = self._curves()
-        return -outer.solve(alpha)
+        return float(outer_thresholds(0.0, outer.solve(alpha)))
 
     def raw_inner_threshold(self, alpha: float) -> float:
         """Smallest ``tau`` (not nested) whose inner set meets the false-positive bound."""
         _, inner = self._curves()
-        return max(0.0, inner_threshold(inner, alpha))
+        return float(inner_thresholds(0.0, inner_threshold(inner, alpha)))
 
     def thresholds(self, alpha: float) -> Thresholds:
         """Both thresholds at ``alpha``, with the inner one nested inside the outer band."""

@@ -21,18 +21,20 @@ def _per_unit_offsets(offsets: Sequence[float] | None, n: int) -> np.ndarray:
 def fnr_curve(
     pairs: Sequence[tuple[np.ndarray, np.ndarray]], offsets: Sequence[float] | None = None
 ) -> StepRiskCurve:
-    """Outer-band risk: mean FNR, with GT voxel keys ``offset_i - p``.
+    """Outer-band risk: mean FNR of the sets ``{p >= clip(offset_i - lam, 0, 1)}``.
 
-    A GT voxel of unit ``i`` is covered by the set ``{p >= offset_i - lam}`` iff
-    ``lam >= offset_i - p``; each carries weight ``1 / (n |Y_i|)``. ``pairs`` must hold
-    non-empty masks only.
+    A GT voxel with ``p < 1`` is covered iff ``lam >= offset_i - p`` (its key); one with
+    ``p >= 1`` is covered for every ``lam`` (key ``-inf``, since thresholds never exceed 1).
+    Each carries weight ``1 / (n |Y_i|)``. ``pairs`` must hold non-empty masks only.
+    CRC is the case ``offset = 0``. With float32 scores and offsets the keys are exact in
+    float64, so ``offset - (offset - p) == p`` and the calibrated sets are reproduced exactly.
     """
     n = len(pairs)
     off = _per_unit_offsets(offsets, n)
     keys, weights = [], []
     for (score, fg), o in zip(pairs, off, strict=True):
         gt_scores = score[fg].astype(np.float64)
-        keys.append(o - gt_scores)
+        keys.append(np.where(gt_scores >= 1.0, -np.inf, o - gt_scores))
         weights.append(np.full(gt_scores.size, 1.0 / (n * gt_scores.size)))
     return StepRiskCurve.from_keys(np.concatenate(keys), np.concatenate(weights), n)
 
@@ -58,6 +60,16 @@ def inner_fp_curve(
         keys.append(bg - o)
         weights.append(np.full(bg.size, 1.0 / (n * m)))
     return StepRiskCurve.from_keys(np.concatenate(keys), np.concatenate(weights), n)
+
+
+def outer_thresholds(offsets: np.ndarray | float, shift: float) -> np.ndarray:
+    """Outer thresholds ``clip(offset - shift, 0, 1)`` for a calibrated shift (``-inf``: 1)."""
+    return np.clip(np.asarray(offsets, dtype=np.float64) - shift, 0.0, 1.0)
+
+
+def inner_thresholds(offsets: np.ndarray | float, shift: float) -> np.ndarray:
+    """Raw inner thresholds ``max(0, offset + shift)`` (``-inf``: 0; above 1 means empty)."""
+    return np.maximum(np.asarray(offsets, dtype=np.float64) + shift, 0.0)
 
 
 def inner_threshold(curve: StepRiskCurve, alpha: float) -> float:

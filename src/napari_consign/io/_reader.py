@@ -1,0 +1,87 @@
+"""npe2 reader hook: ``get_reader(path)`` and the reader it returns.
+
+``get_reader`` is napari's cheap probe: pure-Python byte sniffing (no SimpleITK), never raises,
+returns ``None`` for what it cannot read (junk, NIfTI-2, non-DICOM/empty/zarr folders, DICOM
+files without pixel data such as RT structure sets and reports). The reader it returns gives
+``[(array, add_kwargs, "image")]``; failures after acceptance raise a ``ConsignIOError`` with a
+message saying what is wrong and what to do. Geometry warnings are shown with ``show_warning``,
+other DICOM series and skipped files with ``show_info``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .dicom import folder_files, is_dicom_file, looks_like_dicom_image
+from .formats import is_zarr, sniff_image_file
+
+_MAX_FOLDER_SNIFF = 64
+
+
+def _sniff_folder(p: Path) -> bool:
+    if is_zarr(p):
+        return False
+    for f in folder_files(p)[:_MAX_FOLDER_SNIFF]:
+        if looks_like_dicom_image(f):
+            return True
+    return False
+
+
+def _accepts(path: str | Sequence[str]) -> bool:
+    if isinstance(path, (list, tuple)):
+        if len(path) == 1:
+            return _accepts(path[0])
+        return (
+            bool(path)
+            and all(
+                isinstance(q, (str, os.PathLike)) and Path(q).is_file() and is_dicom_file(q)
+                for q in path
+            )
+            and any(looks_like_dicom_image(q) for q in path)
+        )
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    p = Path(path)
+    if p.is_dir():
+        return _sniff_folder(p)
+    return p.is_file() and sniff_image_file(p)
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
+    """npe2 ``get_reader``: ``read_layers`` if ``path`` looks readable, else None; never raises."""
+    try:
+        return read_layers if _accepts(path) else None
+    except Exception:
+        return None
+
+
+def read_layers(path: str | list[str]) -> list[tuple]:
+    """Read ``path`` into ``[(array, add_kwargs, "image")]``, notifying napari of warnings/notes."""
+    from napari.utils.notifications import show_info, show_warning
+
+    from .errors import ConsignIOError, GeometryWarning, UnreadableImageError, sitk_reason
+    from .volume import read_volume
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GeometryWarning)
+        try:
+            volume = read_volume(path)
+        except ConsignIOError:
+            raise
+        except Exception as exc:  # last line of defence: never a bare SimpleITK traceback
+            raise UnreadableImageError(
+                f"Could not read {path}: {sitk_reason(exc)}.",
+                "Check that it is a complete NIfTI, MetaImage, NRRD or DICOM image.",
+            ) from exc
+    for w in caught:
+        if issubclass(w.category, GeometryWarning):
+            show_warning(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for note in volume.notes:
+        show_info(note)
+    return [volume.layer_data()]

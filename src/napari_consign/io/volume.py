@@ -1,0 +1,361 @@
+"""Read a scan into a ``Volume``: a (z, y, x) array plus its ``Geometry``.
+
+``read_volume`` accepts NIfTI (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``), NRRD,
+a DICOM folder, a single DICOM file (its whole series is loaded from the folder) or a list of
+DICOM files of one series. Every scan is reoriented to LPS (see ``geometry``); 2D images become
+one-slice volumes. Refused with a clear ``ConsignIOError``: 4D images (unless ``frame`` picks
+one), multi-component (RGB/vector) images, damaged files, non-image DICOM, mixed stacks.
+Warnings (``GeometryWarning``, through ``warnings.warn``): oblique scans, uneven DICOM slice
+positions, multi-frame DICOM geometry.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import dicom
+from .errors import (
+    ConsignIOError,
+    DicomSeriesError,
+    GeometryWarning,
+    UnreadableImageError,
+    UnsupportedImageError,
+    sitk_reason,
+)
+from .formats import is_zarr, metaimage_missing_data, nifti_truncation
+from .geometry import Geometry, Grid, layer_kwargs
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, ".mha", ".mhd", ".nrrd")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A scalar scan: ``array`` (z, y, x) on ``geometry.grid`` (LPS-reoriented).
+
+    ``other_series``: further DICOM series found next to the loaded one; ``notes``: lines for the
+    user (other series, skipped files), which the napari reader shows with ``show_info``.
+    """
+
+    array: np.ndarray
+    geometry: Geometry
+    name: str = ""
+    other_series: tuple[dicom.SeriesInfo, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def layer_kwargs(self) -> dict[str, Any]:
+        """kwargs for ``viewer.add_image`` (scale/translate/rotate, name, metadata)."""
+        return layer_kwargs(self.geometry, name=self.name or None)
+
+    def layer_data(self) -> tuple[np.ndarray, dict[str, Any], str]:
+        """napari ``LayerDataTuple``: ``(array, add_kwargs, "image")``."""
+        return self.array, self.layer_kwargs(), "image"
+
+
+def strip_suffix(name: str) -> str:
+    """File name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
+    low = name.lower()
+    for suffix in (*IMAGE_SUFFIXES, ".dcm", ".dicom"):
+        if low.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def check_supported(
+    dim: int, size: Sequence[int], components: int, frame: int | None, what: str
+) -> None:
+    """Refuse what the plugin does not segment: RGB/vector pixels, 1D, 4D without a frame, 5D+."""
+    zyx = " x ".join(str(s) for s in tuple(size)[:3][::-1])
+    if components > 1:
+        kind = "RGB colour" if components in (3, 4) else "vector"
+        raise UnsupportedImageError(
+            f"{what} has {components} components per voxel ({kind}, {zyx} voxels); this plugin "
+            "segments single-channel scans.",
+            "Convert it to greyscale (or pick one channel) first, or view it with napari's "
+            "built-in reader.",
+        )
+    if dim == 4:
+        t = size[3]
+        if frame is None and t > 1:
+            shape = ", ".join(str(s) for s in tuple(size)[::-1])
+            raise UnsupportedImageError(
+                f"{what} is 4D, shape ({shape}) as (t, z, y, x): {t} frames of {zyx} voxels; "
+                "this plugin segments one 3D volume at a time.",
+                "Extract one frame first (e.g. 'fslroi in.nii.gz frame0.nii.gz 0 1'), or in "
+                "Python call read_volume(path, frame=0).",
+            )
+        if frame is not None and not 0 <= frame < t:
+            raise UnsupportedImageError(
+                f"Frame {frame} requested but {what} has {t} frames.", f"Use 0 to {t - 1}."
+            )
+    elif dim not in (2, 3):
+        raise UnsupportedImageError(
+            f"{what} is {dim}D (size {tuple(size)}); only 2D, 3D and 4D images are supported.",
+            "Convert it to a 3D volume first.",
+        )
+
+
+def volume_from_image(
+    img: Any,
+    *,
+    source_path: str = "",
+    series_uid: str = "",
+    name: str = "",
+    frame: int | None = None,
+    other_series: tuple[dicom.SeriesInfo, ...] = (),
+    notes: tuple[str, ...] = (),
+) -> Volume:
+    """A ``Volume`` from a ``SimpleITK.Image``: checks, 4D frame, 2D to 3D, LPS reorientation."""
+    import SimpleITK as sitk
+
+    what = name or source_path or "The image"
+    check_supported(
+        img.GetDimension(), img.GetSize(), img.GetNumberOfComponentsPerPixel(), frame, what
+    )
+    if img.GetDimension() == 4:
+        img = img[:, :, :, frame or 0]
+    source = Grid.from_image(img)
+    if img.GetDimension() == 2:
+        img = source.as_3d().apply_to(sitk.JoinSeries(img))
+    orientation = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(img.GetDirection())
+    loaded = sitk.DICOMOrient(img, "LPS")
+    geometry = Geometry(
+        grid=Grid.from_image(loaded),
+        source=source,
+        orientation=orientation,
+        source_path=source_path,
+        series_uid=series_uid,
+    )
+    if geometry.is_oblique:
+        warnings.warn(
+            f"Oblique scan ({what}): its axes are tilted by up to {geometry.oblique_degrees:.3g} "
+            "degrees from the patient axes. It is shown at its true physical position (napari may "
+            "report non-orthogonal slicing); saved masks keep the scan's own voxel grid.",
+            GeometryWarning,
+            stacklevel=2,
+        )
+    return Volume(
+        array=sitk.GetArrayFromImage(loaded),
+        geometry=geometry,
+        name=name,
+        other_series=other_series,
+        notes=notes,
+    )
+
+
+def _read_file(path: Path, frame: int | None) -> Any:
+    import SimpleITK as sitk
+
+    truncated = nifti_truncation(path)
+    if truncated:
+        raise UnreadableImageError(
+            f"{path} is truncated: {truncated}.",
+            "Copy or export the scan again (an interrupted copy or download?).",
+        )
+    missing = metaimage_missing_data(path)
+    if missing:
+        raise UnreadableImageError(
+            f"{path.name} refers to the voxel file '{missing}', which is not in {path.parent}.",
+            "Keep the .mhd header and its .raw/.zraw file together in one folder.",
+        )
+    r = sitk.ImageFileReader()
+    r.SetFileName(str(path))
+    try:
+        r.ReadImageInformation()
+    except RuntimeError as exc:
+        raise UnreadableImageError(
+            f"Could not read {path}: {sitk_reason(exc)}.",
+            "It is not a NIfTI-1, MetaImage, NRRD or DICOM image SimpleITK can read, or its "
+            "header is damaged. Re-export the scan (NIfTI-2 files: convert to NIfTI-1).",
+        ) from exc
+    check_supported(r.GetDimension(), r.GetSize(), r.GetNumberOfComponents(), frame, path.name)
+    try:
+        return r.Execute()
+    except RuntimeError as exc:
+        raise UnreadableImageError(
+            f"Could not read the voxel data of {path}: {sitk_reason(exc)}.",
+            "The file is probably truncated or damaged (an interrupted copy or download); "
+            "copy or export it again.",
+        ) from exc
+
+
+def _dicom_volume(
+    series: dicom.SeriesInfo,
+    source_path: str,
+    name: str,
+    other_series: tuple[dicom.SeriesInfo, ...] = (),
+    notes: tuple[str, ...] = (),
+) -> Volume:
+    first = series.slices[0]
+    check_supported(3, first.size, first.components, None, f"DICOM series {series.summary()}")
+    img = dicom.read_series(series)
+    if series.duplicates:
+        shown = ", ".join(Path(p).name for p in series.duplicates[:3])
+        notes = (
+            *notes,
+            f"Ignored {len(series.duplicates)} duplicate DICOM file(s) of already loaded images "
+            f"(same SOP Instance UID): {shown}.",
+        )
+    return volume_from_image(
+        img,
+        source_path=source_path,
+        series_uid=series.uid,
+        name=name,
+        other_series=other_series,
+        notes=notes,
+    )
+
+
+def _series_or_single_file(series: dicom.SeriesInfo, path: Path) -> dicom.SeriesInfo:
+    """The series of a dropped file, or only that file if the series is a mixed stack."""
+    if len(series.slices) < 2:
+        return series
+    try:
+        dicom.check_stack(series)
+    except DicomSeriesError as exc:
+        me = path.resolve()
+        mine = next((s for s in series.slices if Path(s.path).resolve() == me), series.slices[0])
+        warnings.warn(
+            f"Loaded only {path.name}: {exc.problem}",
+            GeometryWarning,
+            stacklevel=3,
+        )
+        return dicom.SeriesInfo(series.uid, (mine,), series.duplicates)
+    return series
+
+
+def _dicom_name(series: dicom.SeriesInfo, fallback: str) -> str:
+    return series.description or fallback
+
+
+def read_volume(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    series_uid: str | None = None,
+    frame: int | None = None,
+) -> Volume:
+    """Read a scan file, DICOM folder, DICOM file or list of DICOM files into a ``Volume``.
+
+    ``series_uid`` picks a series in a DICOM folder (default: the one with the most slices among
+    those forming one volume; the others are listed in ``Volume.other_series`` and ``notes``).
+    ``frame`` picks one frame of a 4D image (ignored for 3D). Raises ``ConsignIOError``
+    subclasses with a clear message, never a bare SimpleITK error.
+    """
+    try:
+        return _read_volume(path, series_uid=series_uid, frame=frame)
+    except ConsignIOError:
+        raise
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise UnreadableImageError(
+            f"Could not read {path}: {sitk_reason(exc)}.",
+            "Check that it is a complete NIfTI, MetaImage, NRRD or DICOM image.",
+        ) from exc
+
+
+def _read_volume(path: Any, *, series_uid: str | None, frame: int | None) -> Volume:
+    if not isinstance(path, (str, os.PathLike)):
+        paths = [Path(p) for p in path]
+        if len(paths) == 1:
+            return _read_volume(paths[0], series_uid=series_uid, frame=frame)
+        if not paths:
+            raise UnreadableImageError("No file given.", "Pass a file or folder path.")
+        not_dicom = [p.name for p in paths if not dicom.is_dicom_file(p)]
+        if not_dicom:
+            raise DicomSeriesError(
+                f"Cannot stack {len(paths)} files into one volume: {', '.join(not_dicom[:3])} "
+                "are not DICOM files.",
+                "Open one NIfTI/MetaImage/NRRD file at a time, or a list of DICOM files of one "
+                "series.",
+            )
+        series = dicom.series_from_files(paths)
+        return _dicom_volume(series, str(paths[0].parent), _dicom_name(series, paths[0].name))
+
+    p = Path(path)
+    if not p.exists():
+        raise UnreadableImageError(f"No such file or folder: {p}.", "Check the path.")
+    if p.is_dir():
+        return _read_folder(p, series_uid)
+    if p.suffix.lower() in (".dcm", ".dicom") or dicom.is_dicom_file(p):
+        if not dicom.is_dicom_file(p):
+            raise UnreadableImageError(
+                f"{p} is not a DICOM file (no 'DICM' marker at byte 128).",
+                "It may be truncated or a raw DICOM without file meta information; re-export it.",
+            )
+        if not dicom.has_pixel_data(p):
+            raise UnsupportedImageError(
+                f"{p} is a DICOM file without pixel data (an RT structure set, plan, structured "
+                "report or waveform?), not an image.",
+                "Open the image series it refers to.",
+            )
+        series = dicom.series_of_file(p)
+        if series_uid is not None and series_uid.strip() != series.uid:
+            raise DicomSeriesError(
+                f"{p.name} belongs to series {series.uid}, not {series_uid}.",
+                "Open the folder to choose among its series.",
+            )
+        series = _series_or_single_file(series, p)
+        return _dicom_volume(series, str(p), _dicom_name(series, strip_suffix(p.name)))
+    img = _read_file(p, frame)
+    return volume_from_image(img, source_path=str(p), name=strip_suffix(p.name), frame=frame)
+
+
+def _read_folder(folder: Path, series_uid: str | None) -> Volume:
+    if is_zarr(folder):
+        raise UnsupportedImageError(
+            f"{folder} is a zarr store, not a DICOM folder.", "Open it with a zarr reader."
+        )
+    series, skipped = dicom.scan_folder(folder)
+    if not series:
+        n_files = len(dicom.folder_files(folder))
+        why = f"; {len(skipped)} DICOM file(s) were not images: {', '.join(skipped[:3])}"
+        raise DicomSeriesError(
+            f"No readable DICOM image series in {folder} ({n_files} file(s) checked"
+            f"{why if skipped else ''}).",
+            "Open the folder that holds the image slices (not recursive), or one .dcm file.",
+        )
+    if series_uid is None:
+        series = _volumes_first(series)
+    chosen, others = dicom.choose_series(series, series_uid)
+    notes = []
+    if others:
+        listing = "; ".join(s.summary() for s in others)
+        notes.append(
+            f"{folder.name} holds {len(series)} DICOM series; loaded {chosen.summary()}. "
+            f"Others (choose by series UID): {listing}."
+        )
+    if skipped:
+        notes.append(f"Skipped {len(skipped)} DICOM file(s): {', '.join(skipped[:5])}.")
+    return _dicom_volume(
+        chosen,
+        str(folder),
+        _dicom_name(chosen, folder.name),
+        other_series=others,
+        notes=tuple(notes),
+    )
+
+
+def _volumes_first(series: list[dicom.SeriesInfo]) -> list[dicom.SeriesInfo]:
+    """Series that form one volume first (keeping the most-slices order), mixed stacks last."""
+
+    def ok(s: dicom.SeriesInfo) -> bool:
+        try:
+            dicom.check_stack(s)
+        except DicomSeriesError:
+            return False
+        return True
+
+    good = [s for s in series if ok(s)]
+    return good + [s for s in series if s not in good]
+
+
+def list_dicom_series(folder: str | os.PathLike) -> list[dicom.SeriesInfo]:
+    """All image series in a DICOM folder, most slices first (for a series picker)."""
+    series, _ = dicom.scan_folder(folder)
+    return series

@@ -1,0 +1,157 @@
+"""DICOM series: geometry as written, series choice, single files, lists, mixed stacks."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+
+import numpy as np
+import pytest
+from io_helpers import pydicom_data, pydicom_file, rotation, write_dicom_series
+
+from napari_consign.io import (
+    DicomSeriesError,
+    GeometryWarning,
+    UnsupportedImageError,
+    list_dicom_series,
+    read_volume,
+)
+
+sitk = pytest.importorskip("SimpleITK")
+
+
+def _vol(rng, n=5):
+    return rng.integers(0, 1000, (n, 6, 7)).astype(np.int16)
+
+
+@pytest.mark.parametrize(
+    ("row", "col", "reverse"),
+    [
+        ((1, 0, 0), (0, 1, 0), False),  # axial
+        ((0, 1, 0), (0, 0, -1), True),  # sagittal, instance numbers against the normal
+        ((-1, 0, 0), (0, 0, -1), False),  # coronal, flipped rows
+        (tuple(rotation(0.3, -0.2, 0.1)[:, 0]), tuple(rotation(0.3, -0.2, 0.1)[:, 1]), True),
+    ],
+)
+def test_synthetic_series_geometry_as_written(tmp_path, rng, row, col, reverse):
+    spacing, origin = (0.8, 0.9, 2.5), (-100.5, -80.25, 30.125)
+    write_dicom_series(
+        tmp_path / "s",
+        _vol(rng),
+        spacing=spacing,
+        origin=origin,
+        row=row,
+        col=col,
+        reverse_instances=reverse,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeometryWarning)
+        vol = read_volume(tmp_path / "s")
+    src = vol.geometry.source
+    normal = np.cross(row, col)
+    assert src.size == (7, 6, 5)
+    np.testing.assert_allclose(src.spacing, spacing, atol=1e-6)
+    np.testing.assert_allclose(src.origin, origin, atol=1e-5)
+    np.testing.assert_allclose(src.direction_matrix, np.column_stack([row, col, normal]), atol=1e-6)
+    # the last slice lies where it was written, along +normal
+    np.testing.assert_allclose(
+        src.index_to_physical((0, 0, 4)), np.asarray(origin) + 4 * 2.5 * normal, atol=1e-5
+    )
+
+
+def test_folder_with_several_series_takes_the_largest_and_lists_the_others(tmp_path, rng):
+    folder = tmp_path / "study"
+    write_dicom_series(folder, _vol(rng, 5), description="big", prefix="A", series_number=3)
+    small = write_dicom_series(folder, _vol(rng, 3), description="small", prefix="B")
+    write_dicom_series(folder, _vol(rng, 1), description="scout", prefix="C", modality="MR")
+    (folder / "notes.txt").write_text("not dicom")
+    vol = read_volume(folder)
+    assert vol.array.shape[0] == 5 and vol.name == "big"
+    assert [s.description for s in vol.other_series] == ["small", "scout"]
+    assert len(vol.notes) == 1
+    assert "holds 3 DICOM series" in vol.notes[0] and "'small'" in vol.notes[0]
+    # the caller chooses another series by UID
+    uid = vol.other_series[0].uid
+    chosen = read_volume(folder, series_uid=uid)
+    assert chosen.array.shape[0] == 3 and chosen.geometry.series_uid == uid
+    assert chosen.geometry.source_path == str(folder)
+    assert [s.uid for s in list_dicom_series(folder)][1] == uid
+    # one file of a series loads that whole series
+    one = read_volume(small[1])
+    assert one.array.shape[0] == 3 and one.geometry.series_uid == uid
+    with pytest.raises(DicomSeriesError, match=r"is not in this folder.*Available series"):
+        read_volume(folder, series_uid="1.2.3.4")
+
+
+def test_list_of_files_of_one_series_and_of_two(tmp_path, rng):
+    a = write_dicom_series(tmp_path / "a", _vol(rng, 4))
+    b = write_dicom_series(tmp_path / "b", _vol(rng, 2))
+    assert read_volume([str(p) for p in a]).array.shape[0] == 4
+    with pytest.raises(DicomSeriesError, match=r"Mixed stack: the 6 files belong to 2 different"):
+        read_volume([str(p) for p in a + b])
+
+
+def test_mixed_sizes_in_one_series_is_refused(tmp_path, rng):
+    uid = "1.2.826.0.1.3680043.8.498.77"
+    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid)
+    write_dicom_series(
+        tmp_path,
+        rng.integers(0, 9, (1, 8, 8)).astype(np.int16),
+        uid=uid,
+        prefix="X",
+        origin=(0, 0, 200),
+    )
+    with pytest.raises(DicomSeriesError, match=r"slice sizes differ \(7 x 6, 8 x 8\)"):
+        read_volume(tmp_path)
+
+
+def test_duplicate_positions_are_refused(tmp_path, rng):
+    uid = "1.2.826.0.1.3680043.8.498.78"
+    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid, prefix="E1")
+    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid, prefix="E2")  # a second echo
+    with pytest.raises(DicomSeriesError, match=r"6 files at only 3 distinct slice positions"):
+        read_volume(tmp_path)
+
+
+def test_missing_slice_loads_with_an_uneven_warning(tmp_path, rng):
+    z = [0.0, 2.5, 5.0, 10.0]  # one slice missing
+    write_dicom_series(tmp_path, _vol(rng, 4), positions=[(0, 0, v) for v in z])
+    with pytest.warns(GeometryWarning, match=r"Uneven DICOM slice positions.*slice"):
+        read_volume(tmp_path)
+
+
+def test_mr700_projections_are_a_mixed_stack_but_one_file_opens():
+    folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR700"
+    with pytest.raises(DicomSeriesError, match=r"lie in 7 different planes.*single slice"):
+        read_volume(folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = read_volume(sorted(folder.iterdir())[0])
+    messages = [str(w.message) for w in caught if w.category is GeometryWarning]
+    assert messages[0].startswith("Loaded only") and "7 different planes" in messages[0]
+    assert messages[1].startswith("Oblique scan") and "40.8 degrees" in messages[1]
+    assert vol.array.shape == (16, 16, 1)  # a sagittal-ish slice: x is its slice axis in LPS
+
+
+def test_localiser_folder_prefers_a_series_that_forms_a_volume():
+    folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR2"
+    vol = read_volume(folder)
+    assert vol.name == "FAST LOCALIZER"
+    assert len(vol.other_series) == 2
+
+
+def test_single_file_in_a_busy_folder_is_fast_and_ignores_copies():
+    # MR_small.dcm shares its folder with 7 copies of itself in other transfer syntaxes
+    start = time.perf_counter()
+    vol = read_volume(pydicom_file("MR_small.dcm"))
+    assert time.perf_counter() - start < 5
+    assert vol.array.shape == (1, 64, 64)
+
+
+def test_multiframe_rgb_and_other_colour_dicom_are_refused(tmp_path):
+    for name in ("SC_rgb_rle.dcm", "examples_ybr_color.dcm"):
+        src = pydicom_file(name)
+        shutil.copy(src, tmp_path / name)  # alone in a folder: no siblings to scan
+        with pytest.raises(UnsupportedImageError, match=r"3 components per voxel.*single-channel"):
+            read_volume(tmp_path / name)
