@@ -60,6 +60,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="cpu",
         help="torch device for methods that train or optimise (default cpu)",
     )
+    p.add_argument(
+        "--predictor",
+        choices=("conditioned", "per-alpha"),
+        default="conditioned",
+        help="AT/COAT: one alpha-conditioned threshold predictor (default) or one per alpha",
+    )
+    p.add_argument(
+        "--use-variance",
+        action="store_true",
+        help="AT/COAT: also feed the MC standard deviation to the predictor",
+    )
+    p.add_argument("--epochs", type=int, default=60, help="AT/COAT training epochs (default 60)")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.set_defaults(run=run)
 
@@ -102,7 +114,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         cal_fraction=args.cal_fraction,
         train_fraction=args.train_fraction,
-        options=MethodOptions(beta=args.beta, k=args.k, seed=args.seed, device=args.device),
+        options=MethodOptions(
+            beta=args.beta,
+            k=args.k,
+            seed=args.seed,
+            device=args.device,
+            conditioned=args.predictor == "conditioned",
+            use_variance=args.use_variance,
+            epochs=args.epochs,
+        ),
     )
     report["samples_file"] = str(args.samples)
     print(format_table(report))

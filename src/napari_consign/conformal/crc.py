@@ -55,6 +55,18 @@ def split_empty(
     return used, len(pairs) - len(used)
 
 
+def table_lookup(table: dict[float, tuple], alpha: float) -> tuple:
+    """The entry of a per-alpha table stored in a bundle; raises for alphas it does not hold."""
+    key = round(float(alpha), 12)
+    if key not in table:
+        held = ", ".join(f"{a:g}" for a in sorted(table))
+        raise ConformalInputError(
+            f"this calibration holds alpha in {{{held}}}, not {alpha:g}; pick one of those or "
+            "recalibrate with the calibration data"
+        )
+    return table[key]
+
+
 class CRC:
     """Conformal risk control with one global threshold per band."""
 
@@ -64,6 +76,7 @@ class CRC:
     def __init__(self, options: MethodOptions | None = None) -> None:
         self._outer: StepRiskCurve | None = None
         self._inner: StepRiskCurve | None = None
+        self._table: dict[float, tuple[float, float]] = {}  # alpha -> (tau_out, raw tau_in)
         self.n_used = 0
         self.n_empty = 0
 
@@ -92,22 +105,24 @@ class CRC:
 
     @property
     def fitted(self) -> bool:
-        return self._outer is not None
+        return self._outer is not None or bool(self._table)
 
-    def _curves(self) -> tuple[StepRiskCurve, StepRiskCurve]:
-        if self._outer is None or self._inner is None:
+    def _raw_thresholds(self, alpha: float) -> tuple[float, float]:
+        if self._outer is not None and self._inner is not None:
+            tau_out = float(outer_thresholds(0.0, self._outer.solve(alpha)))
+            tau_in = float(inner_thresholds(0.0, inner_threshold(self._inner, alpha)))
+            return tau_out, tau_in
+        if not self._table:
             raise RuntimeError("CRC is not calibrated: call fit() first")
-        return self._outer, self._inner
+        return table_lookup(self._table, alpha)
 
     def outer_threshold(self, alpha: float) -> float:
         """Largest ``tau`` whose outer set ``{p >= tau}`` meets the FNR bound at ``alpha``."""
-        outer, _ = self._curves()
-        return float(outer_thresholds(0.0, outer.solve(alpha)))
+        return self._raw_thresholds(alpha)[0]
 
     def raw_inner_threshold(self, alpha: float) -> float:
         """Smallest ``tau`` (not nested) whose inner set meets the false-positive bound."""
-        _, inner = self._curves()
-        return float(inner_thresholds(0.0, inner_threshold(inner, alpha)))
+        return self._raw_thresholds(alpha)[1]
 
     def thresholds(self, alpha: float) -> Thresholds:
         """Both thresholds at ``alpha``, with the inner one nested inside the outer band."""
@@ -128,6 +143,24 @@ class CRC:
         tau_in = np.array([self.raw_inner_threshold(a) for a in grid])
         info = {"n_used": self.n_used, "n_empty": self.n_empty}
         return Bands.from_thresholds(score, grid, tau_out, tau_in, self.name, info)
+
+    def state(self, alphas: Sequence[float] | None = None) -> dict:
+        """What a calibration bundle needs: both thresholds on the feasible alpha grid."""
+        grid = feasible_alphas(self.n_used, alphas)
+        return {
+            "method": self.name,
+            "n_used": self.n_used,
+            "n_empty": self.n_empty,
+            "table": [[float(a), *self._raw_thresholds(a)] for a in grid],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> CRC:
+        """A calibrated CRC that answers for the alphas stored in :meth:`state`."""
+        self = cls()
+        self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
+        self._table = {round(a, 12): (t_out, t_in) for a, t_out, t_in in state["table"]}
+        return self
 
     def summary(self, alpha: float) -> dict[str, float]:
         """Calibrated quantities at ``alpha`` for reports."""

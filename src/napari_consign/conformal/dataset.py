@@ -36,6 +36,13 @@ class SegmentationSet:
             return int(self.samples.shape[2])
         return 2
 
+    def foreground_variance(self) -> np.ndarray:
+        """Per-pixel variance of the MC foreground probability, (n, H, W) float32."""
+        if self.samples is None:
+            raise ConformalInputError("the MC variance needs the samples, which are absent")
+        fg = self.samples if self.samples.ndim == 4 else 1.0 - self.samples[:, :, 0]
+        return fg.var(axis=1, dtype=np.float64).astype(np.float32)
+
     def subset(self, index: np.ndarray) -> SegmentationSet:
         """The units at ``index`` (views or copies of every array)."""
 

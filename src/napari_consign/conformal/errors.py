@@ -10,3 +10,7 @@ class ConformalInputError(ValueError):
 
 class InfeasibleAlphaError(ConformalInputError):
     """The error level alpha is too small for the number of usable calibration units."""
+
+
+class Cancelled(Exception):
+    """Long work (training, calibration) was cancelled by the user."""

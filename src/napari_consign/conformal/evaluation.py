@@ -8,7 +8,7 @@ their mean and standard deviation over splits. Methods are listed in :mod:`.regi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def evaluate(
         )
     if splits < 1:
         raise ConformalInputError(f"splits must be at least 1, got {splits}")
-    options = options or MethodOptions()
+    options = replace(options or MethodOptions(), alpha=alpha)
     needs_training = any(make_method(m, options).needs_training for m in methods)
     sizes = split_sizes(len(data), cal_fraction, train_fraction if needs_training else 0.0)
     rng = np.random.default_rng(seed)

@@ -23,6 +23,10 @@ class MethodOptions:
     k: int = 5  # CONSIGN: principal components kept
     seed: int = 0  # training, multi-start optimisation and sampling
     device: str = "cpu"  # torch device for methods that train or optimise
+    alpha: float = 0.1  # the error level evaluated (per-alpha predictors train for it)
+    conditioned: bool = True  # AT/COAT: one alpha-conditioned predictor, else per-alpha
+    use_variance: bool = False  # AT/COAT: feed the MC standard deviation to the predictor
+    epochs: int = 60  # AT/COAT: training epochs (early stopping may end sooner)
 
 
 class EvaluableMethod(Protocol):
@@ -48,6 +52,8 @@ class EvaluableMethod(Protocol):
 #: Method name -> "module:class" (relative to this package); the class takes MethodOptions.
 METHODS: dict[str, str] = {
     "crc": ".crc:CRC",
+    "at": ".adaptive:AT",
+    "coat": ".adaptive:COAT",
 }
 
 

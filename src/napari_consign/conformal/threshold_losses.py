@@ -67,16 +67,22 @@ def outer_thresholds(offsets: np.ndarray | float, shift: float) -> np.ndarray:
     return np.clip(np.asarray(offsets, dtype=np.float64) - shift, 0.0, 1.0)
 
 
-def inner_thresholds(offsets: np.ndarray | float, shift: float) -> np.ndarray:
-    """Raw inner thresholds ``max(0, offset + shift)`` (``-inf``: 0; above 1 means empty)."""
-    return np.maximum(np.asarray(offsets, dtype=np.float64) + shift, 0.0)
+def inner_thresholds(offsets: np.ndarray | float, infimum: float) -> np.ndarray:
+    """Raw inner thresholds from the calibrated infimum ``x*`` of the inner shift.
+
+    The valid inner sets are ``{p - offset > x*}`` (the infimum is not attained with ``>=``),
+    i.e. thresholds just above ``offset + x*``: ``nextafter(offset + x*, +inf)``, or 0 where
+    that is negative (``-inf``: every set passes). Above 1 the inner band is empty. With
+    float32 scores and offsets, ``offset + x*`` is exact, so offset 0 gives CRC's threshold.
+    """
+    t = np.asarray(offsets, dtype=np.float64) + infimum
+    return np.where(t < 0.0, 0.0, np.nextafter(t, np.inf))
 
 
 def inner_threshold(curve: StepRiskCurve, alpha: float) -> float:
-    """Smallest offset ``u`` whose inner set ``{p - offset >= u}`` meets the CRC bound.
+    """Infimum ``x*`` of the feasible inner shifts (``-inf`` when every set passes).
 
-    The infimum ``v*`` of the feasible set is not attained with ``>=``; the valid set is
-    ``{key > v*}``, i.e. the threshold ``nextafter(v*, +inf)``. ``-inf`` when every set passes.
+    It is the smallest key whose strict tail meets the CRC bound; turn it into thresholds with
+    :func:`inner_thresholds`.
     """
-    v = curve.solve(alpha)
-    return v if v == -np.inf else float(np.nextafter(v, np.inf))
+    return curve.solve(alpha)

@@ -1,0 +1,320 @@
+"""The per-image threshold predictor f_D of AT and COAT: a small CNN, its inputs and training.
+
+f_D sees the image and the Monte-Carlo mean probability map (optionally the per-pixel MC
+standard deviation) at a fixed low resolution and outputs one threshold in (0, 1). An
+*alpha-conditioned* predictor also takes alpha as an input and is trained over a range of
+alphas, so one network serves every position of the slider (beyond the paper). Training is
+seeded and reproducible, reports progress per epoch, keeps the best weights on a validation
+split (early stopping) and can be cancelled.
+
+Objectives: ``"coat"`` minimises the differentiable miscoverage loss (METHODS.md 4.2);
+``"at"`` regresses AT's oracle thresholds with MSE (METHODS.md 3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .coat_loss import coat_loss
+from .errors import Cancelled, ConformalInputError
+from .oracle import oracle_threshold, sorted_gt_scores
+
+ProgressCallback = Callable[[int, int, float, float], None]
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Everything that defines a threshold predictor and its training (stored in bundles)."""
+
+    objective: str = "coat"
+    conditioned: bool = True
+    alpha: float = 0.1  # training alpha of a per-alpha predictor
+    alpha_range: tuple[float, float] = (0.05, 0.5)  # of a conditioned predictor
+    temperature: float = 0.05
+    use_variance: bool = False
+    in_channels: int = 2
+    input_size: int = 32
+    width: int = 16
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 5e-4
+    val_fraction: float = 0.2
+    patience: int = 15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("coat", "at"):
+            raise ConformalInputError(f"objective must be 'coat' or 'at', got {self.objective!r}")
+        lo, hi = self.alpha_range
+        if not 0 < lo < hi < 1 or not 0 < self.alpha < 1:
+            raise ConformalInputError("training alphas must lie in (0, 1), with low < high")
+        if self.temperature <= 0:
+            raise ConformalInputError("the COAT temperature must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PredictorConfig:
+        d = dict(d)
+        d["alpha_range"] = tuple(d["alpha_range"])
+        return cls(**d)
+
+
+class ThresholdNet(nn.Module):
+    """Three conv stages, global average+max pooling, an MLP head, a sigmoid output."""
+
+    def __init__(self, in_channels: int, width: int = 16, conditioned: bool = True) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for i in range(3):
+            layers += [
+                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1),
+                nn.GroupNorm(4, chans[i + 1]),
+                nn.ReLU(inplace=True),
+            ]
+            if i < 2:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.conditioned = conditioned
+        self.head = nn.Sequential(
+            nn.Linear(2 * chans[-1] + (2 if conditioned else 0), 32),
+            nn.ReLU(inplace=True),
+            nn.Linear(32, 1),
+        )
+
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        f = self.features(x)
+        pooled = [f.mean(dim=(2, 3)), f.amax(dim=(2, 3))]
+        if self.conditioned:
+            if alpha is None:
+                raise ValueError("an alpha-conditioned predictor needs alpha")
+            a = alpha.reshape(-1, 1).to(f.dtype)
+            pooled += [a, torch.log(a)]
+        return torch.sigmoid(self.head(torch.cat(pooled, dim=1))).squeeze(1)
+
+
+def predictor_inputs(
+    scores: np.ndarray,
+    images: np.ndarray | None,
+    variances: np.ndarray | None,
+    size: int,
+) -> torch.Tensor:
+    """Stack (standardised image channels, mean probability, [MC std]) at ``size x size``.
+
+    ``scores`` is (n, H, W); ``images`` (n, H, W) or (n, C, H, W) or None; ``variances``
+    (n, H, W) or None. Each image channel is standardised per unit.
+    """
+    chans = []
+    if images is not None:
+        img = np.asarray(images, dtype=np.float32)
+        img = img[:, None] if img.ndim == 3 else img
+        mean = img.mean(axis=(2, 3), keepdims=True)
+        std = img.std(axis=(2, 3), keepdims=True) + 1e-6
+        chans.append((img - mean) / std)
+    chans.append(np.asarray(scores, dtype=np.float32)[:, None])
+    if variances is not None:
+        chans.append(np.sqrt(np.asarray(variances, dtype=np.float32))[:, None])
+    x = torch.from_numpy(np.concatenate(chans, axis=1))
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+    return x.contiguous()
+
+
+def input_channels(images: np.ndarray | None, use_variance: bool) -> int:
+    """Number of input channels :func:`predictor_inputs` produces."""
+    n_img = 0 if images is None else (1 if np.ndim(images) == 3 else np.shape(images)[1])
+    return n_img + 1 + int(use_variance)
+
+
+def _is_cancelled(cancel: Callable[[], bool] | object | None) -> bool:
+    if cancel is None:
+        return False
+    is_set = getattr(cancel, "is_set", None)
+    return bool(is_set() if is_set is not None else cancel())
+
+
+@dataclass
+class TrainedPredictor:
+    """A trained f_D with its configuration and training history."""
+
+    net: ThresholdNet
+    config: PredictorConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def check_alpha(self, alpha: float | np.ndarray) -> None:
+        """Raise if a conditioned predictor is asked for an alpha outside its trained range."""
+        if not self.config.conditioned:
+            return
+        lo, hi = self.config.alpha_range
+        a = np.atleast_1d(np.asarray(alpha, dtype=np.float64))
+        if np.any(a < lo - 1e-9) or np.any(a > hi + 1e-9):
+            raise ConformalInputError(
+                f"alpha {a.min():g}..{a.max():g} is outside the range [{lo:g}, {hi:g}] this "
+                "threshold predictor was trained for; retrain it with a wider alpha range or "
+                "use a per-alpha predictor"
+            )
+
+    @torch.inference_mode()
+    def predict(self, inputs: torch.Tensor, alpha: float) -> np.ndarray:
+        """Predicted thresholds (float32 values, returned as float64) of every input unit."""
+        self.check_alpha(alpha)
+        self.net.eval()
+        a = torch.full((inputs.shape[0],), float(alpha)) if self.config.conditioned else None
+        tau = self.net(inputs, a)
+        return tau.to(torch.float32).numpy().astype(np.float64)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Weights as plain numpy arrays (a safe, pickle-free form for bundles)."""
+        return {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+
+    @classmethod
+    def from_state_arrays(
+        cls, config: PredictorConfig, arrays: dict[str, np.ndarray]
+    ) -> TrainedPredictor:
+        net = ThresholdNet(config.in_channels, config.width, config.conditioned)
+        try:
+            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        except RuntimeError as exc:
+            raise ConformalInputError(
+                f"threshold predictor weights do not match their configuration: {exc}"
+            ) from None
+        return cls(net.eval(), config)
+
+
+def _alpha_batch(config: PredictorConfig, n: int, gen: torch.Generator) -> torch.Tensor:
+    if not config.conditioned:
+        return torch.full((n,), config.alpha)
+    lo, hi = config.alpha_range
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """Temporarily set torch's intra-op thread count (``None``: leave it)."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def train_predictor(
+    inputs: torch.Tensor,
+    scores: np.ndarray,
+    masks: np.ndarray,
+    config: PredictorConfig,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | object | None = None,
+    threads: int | None = 1,
+) -> TrainedPredictor:
+    """Train f_D on units with non-empty masks (empty ones are skipped).
+
+    On CPU, training runs on ``threads`` torch threads (default 1: this small network trains
+    several times faster on one thread than on two contended cores, see the README).
+
+    ``inputs`` come from :func:`predictor_inputs`; ``scores`` and ``masks`` are the
+    full-resolution (n, H, W) maps the losses use. Raises :class:`Cancelled` if ``cancel``
+    (a callable or an Event) fires, checked at every batch.
+    """
+    with _torch_threads(threads if torch.device(device).type == "cpu" else None):
+        return _train(inputs, scores, masks, config, device, progress, cancel)
+
+
+def _train(inputs, scores, masks, config, device, progress, cancel) -> TrainedPredictor:
+    keep = np.flatnonzero(np.asarray(masks).reshape(len(masks), -1).any(axis=1))
+    if keep.size == 0:
+        raise ConformalInputError(
+            "the training split has no image with a non-empty mask: the threshold predictor "
+            "has nothing to learn from; give it images that contain the structure"
+        )
+    dev = torch.device(device)
+    x = inputs[keep].to(dev)
+    probs = torch.as_tensor(np.asarray(scores)[keep], dtype=torch.float32, device=dev)
+    truth = torch.as_tensor(np.asarray(masks)[keep] != 0, dtype=torch.float32, device=dev)
+    descending = [sorted_gt_scores(s, m) for s, m in zip(scores[keep], masks[keep], strict=True)]
+
+    gen = torch.Generator().manual_seed(config.seed)
+    n = keep.size
+    order = torch.randperm(n, generator=gen)
+    n_val = round(config.val_fraction * n) if n >= 5 else 0
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    val_alphas = (
+        torch.linspace(*config.alpha_range, 5)
+        if config.conditioned
+        else torch.tensor([config.alpha])
+    )
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        net = ThresholdNet(x.shape[1], config.width, config.conditioned).to(dev)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+
+    def loss_of(idx: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        tau = net(x[idx], alpha.to(dev))
+        if config.objective == "coat":
+            return coat_loss(probs[idx], tau, truth[idx], alpha.to(dev), config.temperature)
+        target = torch.tensor(
+            [
+                float(oracle_threshold(descending[i], a))
+                for i, a in zip(idx.tolist(), alpha.tolist(), strict=True)
+            ],
+            dtype=torch.float32,
+            device=dev,
+        )
+        return F.mse_loss(tau, target)
+
+    best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()})
+    history: list[dict[str, float]] = []
+    stale = 0
+    for epoch in range(1, config.epochs + 1):
+        net.train()
+        perm = train_idx[torch.randperm(train_idx.numel(), generator=gen)]
+        losses = []
+        for lo in range(0, perm.numel(), config.batch_size):
+            if _is_cancelled(cancel):
+                raise Cancelled(f"threshold predictor training cancelled at epoch {epoch}")
+            idx = perm[lo : lo + config.batch_size]
+            loss = loss_of(idx, _alpha_batch(config, idx.numel(), gen))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        train_loss = float(np.mean(losses)) if losses else math.nan
+        val_loss = train_loss
+        if n_val:
+            net.eval()
+            with torch.no_grad():
+                val_loss = float(
+                    np.mean(
+                        [
+                            float(loss_of(val_idx, torch.full((n_val,), float(a))))
+                            for a in val_alphas
+                        ]
+                    )
+                )
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        if progress is not None:
+            progress(epoch, config.epochs, train_loss, val_loss)
+        if val_loss < best[0] - 1e-7:
+            best, stale = (val_loss, {k: v.clone() for k, v in net.state_dict().items()}), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    net.load_state_dict(best[1])
+    return TrainedPredictor(net.cpu().eval(), config, history)
