@@ -64,3 +64,12 @@ def test_curve_solve_is_monotone_in_alpha():
 def test_curve_rejects_nan_keys():
     with pytest.raises(ConformalInputError, match="NaN"):
         StepRiskCurve.from_keys(np.array([0.1, np.nan]), np.array([0.5, 0.5]), n=1)
+
+
+def test_infinite_keys():
+    # +inf: a unit never covered keeps counting; -inf: never a loss.
+    curve = StepRiskCurve.from_keys(np.array([1.0, np.inf, np.inf]), np.full(3, 1 / 3), n=3)
+    assert curve.risk(5.0) == pytest.approx(2 / 3)
+    assert curve.solve(0.5) == math.inf  # r* = 1/3 < 2/3 at every finite lam
+    curve = StepRiskCurve.from_keys(np.array([1.0, -np.inf, -np.inf]), np.full(3, 1 / 3), n=3)
+    assert curve.solve(0.5) == -math.inf  # total 1/3 <= r*

@@ -21,6 +21,13 @@ TABLE_COLUMNS = (
     ("outer_area", "outer px", ".1f"),
     ("inner_area", "inner px", ".1f"),
 )
+#: Set metrics of CONSIGN and the pixel-wise baseline, shown when a method reports them.
+SET_COLUMNS = (
+    ("set_coverage", "set coverage", ".4f"),
+    ("sEC_100", "sEC (100)", ".4f"),
+    ("chao1_100", "Chao1 (100)", ".1f"),
+    ("corr_100", "corr (100)", ".3f"),
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,6 +99,15 @@ def format_table(report: dict) -> str:
             for key, _, fmt in TABLE_COLUMNS
         )
         lines.append(f"{name:<10}{cells}")
+        extra = [c for c in SET_COLUMNS if c[0] in metrics]
+        if extra:
+            lines.append(
+                f"{'':<10}"
+                + "".join(
+                    f"{title}: {metrics[key]['mean']:{fmt}} ({metrics[key]['sd']:{fmt}})  "
+                    for key, title, fmt in extra
+                ).rstrip()
+            )
         cal_empty, test_empty = metrics["n_cal_empty"]["mean"], metrics["n_test_empty"]["mean"]
         if cal_empty + test_empty:
             lines.append(

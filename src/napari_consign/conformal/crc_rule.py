@@ -79,9 +79,11 @@ def risk_bound(alpha: float, n: int, bound: float = 1.0) -> float:
 class StepRiskCurve:
     """The empirical risk ``R(lam) = sum_j w_j 1[key_j > lam]`` as a sorted step function.
 
-    ``keys`` are the distinct finite keys in ascending order and ``tail[k] = R(keys[k])``
-    (non-increasing, last entry 0). ``total = R(-inf)``. Items whose key is ``-inf`` never
-    contribute and are left out. ``n`` is the number of calibration units the weights refer to.
+    ``keys`` are the distinct keys (``+inf`` included) in ascending order and
+    ``tail[k] = R(keys[k])`` (non-increasing, last entry 0); ``total = R(-inf)``. Items keyed
+    ``-inf`` never contribute and are left out; items keyed ``+inf`` contribute at every
+    finite ``lam``, so a ``solve`` result of ``+inf`` means no finite ``lam`` meets the bound.
+    ``n`` is the number of calibration units the weights refer to.
     """
 
     keys: np.ndarray
@@ -96,10 +98,10 @@ class StepRiskCurve:
         weights = np.asarray(weights, dtype=np.float64).ravel()
         if keys.shape != weights.shape:
             raise ConformalInputError("keys and weights must have the same length")
-        finite = np.isfinite(keys)
         if np.any(np.isnan(keys)):
             raise ConformalInputError("risk keys contain NaN")
-        keys, weights = keys[finite], weights[finite]
+        contributes = keys != -np.inf  # -inf: never a loss; +inf: a loss at every lam
+        keys, weights = keys[contributes], weights[contributes]
         order = np.argsort(keys)  # ties are merged below, so stability is not needed
         keys, weights = keys[order], weights[order]
         # suffix[i] = sum of weights at sorted positions >= i (summed from the small end of

@@ -54,6 +54,8 @@ METHODS: dict[str, str] = {
     "crc": ".crc:CRC",
     "at": ".adaptive:AT",
     "coat": ".adaptive:COAT",
+    "consign": ".consign:CONSIGN",
+    "pixelwise": ".pixelwise:PixelwiseAPS",
 }
 
 

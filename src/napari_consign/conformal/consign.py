@@ -1,0 +1,366 @@
+"""CONSIGN: conformal segmentation sets informed by spatial groupings via decomposition.
+
+Viti, Karabelas, Holler (ICLR 2026), re-implemented from METHODS.md 5. Per image, the ``N_s``
+Monte-Carlo samples are decomposed (top-``K`` principal components, :mod:`.consign_decomposition`);
+the set at level ``lam`` is every segmentation beta-equal (macro recall over the ground-truth
+labels ``> beta``) to some ``P(mu + U_K c)`` with ``c`` in a box scaled by ``lam``.
+
+Guarantee (Lemma 1 of the paper, via CRC with 0/1 losses): for calibration and test images
+that are exchangeable and have a non-background label in the ground truth,
+
+    P[Y_test in C_lambda_hat(X_test)] >= 1 - alpha,
+
+where membership is certified by the seeded multi-start search of :mod:`.consign_membership`
+(a certificate is a witness, so the true set is at least as large and keeps the guarantee).
+lambda-hat is the ``ceil((n+1)(1-alpha))``-th smallest per-image ``lambda_i*``
+(:mod:`.consign_calibration`). ``alpha`` enters twice (quantile levels and lambda-hat), so each
+``alpha`` has its own calibration and sets are not nested in alpha: :meth:`CONSIGN.bands`
+holds one mask pair per grid level and the slider snaps to the grid.
+
+The masks of :meth:`CONSIGN.bands` / :meth:`CONSIGN.predict_masks` are the **CONSIGN
+envelope** (union / intersection of the foreground over the box, :mod:`.consign_envelope`): a
+visual summary, *not* a conformal set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .bands import Bands, feasible_alphas
+from .consign_calibration import (
+    LAMBDA_MAX,
+    LAMBDA_STEP,
+    LambdaMaxError,
+    lambda_hat_from_stars,
+    order_statistic_rank,
+    search_lambda_stars,
+)
+from .consign_decomposition import (
+    Decomposition,
+    box_centre_and_radius,
+    check_k,
+    decompose_units,
+)
+from .consign_envelope import envelope, label_envelopes, sample_labels
+from .consign_membership import MembershipChecker, SearchSettings, resolve_device
+from .crc_rule import check_alpha
+from .dataset import SegmentationSet
+from .errors import ConformalInputError
+from .registry import MethodOptions
+from .set_metrics import beta_equal, beta_scores, chao1, check_beta, mean_pearson
+
+#: CONSIGN's alpha grid for the slider: 0.05, 0.10, ..., 0.50 (each level is a calibration).
+CONSIGN_ALPHAS = np.round(np.arange(1, 11) * 0.05, 2)
+
+ENVELOPE_NOTE = (
+    "CONSIGN envelope: union (outer) and intersection (inner) of the foreground over the "
+    "calibrated box; a visual summary, not a conformal set"
+)
+
+
+def _check_masks(masks: np.ndarray, n_classes: int) -> np.ndarray:
+    masks = np.asarray(masks)
+    if np.issubdtype(masks.dtype, np.floating):
+        if np.isnan(masks).any() or np.any(masks != np.round(masks)):
+            raise ConformalInputError("ground-truth masks must hold integer labels")
+    if masks.size and (masks.min() < 0 or masks.max() >= n_classes):
+        raise ConformalInputError(
+            f"ground-truth masks have labels in [{int(masks.min())}, {int(masks.max())}] but "
+            f"the samples have {n_classes} classes (labels 0..{n_classes - 1})"
+        )
+    return masks.astype(np.int64)
+
+
+class CONSIGN:
+    """CONSIGN spatial conformal sets (``MethodOptions``: ``beta``, ``k``, ``seed``, ``device``).
+
+    Keyword settings: ``alphas`` (the slider grid, default :data:`CONSIGN_ALPHAS`), ``search``
+    (:class:`SearchSettings` of the membership check), ``lam_step``/``lam_max`` (lambda grid),
+    ``metric_samples`` (box samples per test image for sEC, Chao1, correlation).
+    """
+
+    name = "consign"
+    needs_training = False
+
+    def __init__(
+        self,
+        options: MethodOptions | None = None,
+        *,
+        alphas: Sequence[float] | None = None,
+        search: SearchSettings | None = None,
+        lam_step: float = LAMBDA_STEP,
+        lam_max: float = LAMBDA_MAX,
+        metric_samples: int = 100,
+    ) -> None:
+        self.options = options or MethodOptions()
+        self.beta = check_beta(self.options.beta)
+        if int(self.options.k) != self.options.k or self.options.k < 1:
+            raise ConformalInputError(f"K must be a positive integer, got {self.options.k}")
+        self.k = int(self.options.k)
+        self.device = resolve_device(self.options.device)
+        self.alphas = np.asarray(CONSIGN_ALPHAS if alphas is None else alphas, dtype=np.float64)
+        self.search = search or SearchSettings()
+        self.lam_step, self.lam_max = float(lam_step), float(lam_max)
+        self.metric_samples = int(metric_samples)
+        self.n_used = 0
+        self.n_empty = 0
+        self.n_classes = 2
+        self._binary = True
+        self._checker: MembershipChecker | None = None
+        self._coeffs = np.zeros((0, 0, 0))
+        self._sing = np.zeros((0, 0))
+        self._stars: dict[float, np.ndarray] = {}
+
+    # -- calibration -----------------------------------------------------------------------
+
+    def fit(self, samples: np.ndarray, masks: np.ndarray, binary: bool | None = None) -> CONSIGN:
+        """Decompose the calibration images and prepare their membership checks.
+
+        ``samples``: ``(n, N_s, H, W)`` foreground probabilities or ``(n, N_s, L, H, W)`` class
+        probabilities; ``masks``: ``(n, H, W)`` labels. ``binary`` (default: ``samples.ndim ==
+        4``) says whether axis 2 is spatial (foreground probabilities) or the label axis; pass it
+        for other numbers of spatial axes, e.g. ``binary=True`` for ``(n, N_s, Z, Y, X)``.
+        Images whose ground truth has no non-background label are excluded and counted in
+        ``n_empty``. Only the float32 mean and top-``K`` components of each image are kept.
+        Everything alpha-specific is computed on first use and cached (:meth:`lambda_stars`).
+        """
+        samples = np.asarray(samples)
+        if samples.ndim < 3:
+            raise ConformalInputError(
+                f"samples have shape {samples.shape}: expected (n, N_s, H, W) or (n, N_s, L, H, W)"
+            )
+        self._binary = samples.ndim == 4 if binary is None else bool(binary)
+        self.n_classes = 2 if self._binary else int(samples.shape[2])
+        spatial = samples.shape[2:] if self._binary else samples.shape[3:]
+        check_k(self.k, samples.shape[1])
+        masks = np.asarray(masks)
+        if masks.shape != (samples.shape[0], *spatial):
+            raise ConformalInputError(
+                f"masks have shape {masks.shape}, expected {(samples.shape[0], *spatial)}: "
+                "one label map per image, on the samples' grid"
+            )
+        masks = _check_masks(masks, self.n_classes)
+        used = masks.reshape(masks.shape[0], -1).any(axis=1)
+        self.n_empty = int(np.count_nonzero(~used))
+        self.n_used = int(np.count_nonzero(used))
+        if self.n_used == 0:
+            raise ConformalInputError(
+                f"all {masks.shape[0]} calibration masks are empty: there is nothing to cover. "
+                "Calibrate on images that contain the structure."
+            )
+        index = np.flatnonzero(used)
+        decomps = decompose_units(samples[index], self.k, self._binary)
+        self._coeffs = np.stack([d.coefficients for d in decomps])
+        self._sing = np.stack([d.singular for d in decomps])
+        # The checker holds the only copy of the float32 means and top-K components.
+        self._checker = self._make_checker(decomps, masks[index], stream=0)
+        self._stars = {}
+        return self
+
+    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:
+        """Fit on a :class:`SegmentationSet` (no training part needed)."""
+        if cal.samples is None:
+            raise ConformalInputError("CONSIGN needs the Monte-Carlo samples, not only scores")
+        self.fit(cal.samples, cal.masks)
+
+    def _make_checker(
+        self, decomps: list[Decomposition], masks: np.ndarray, stream: int
+    ) -> MembershipChecker:
+        seeds = [(self.options.seed, stream, i) for i in range(len(decomps))]
+        return MembershipChecker(decomps, masks, self.beta, seeds, self.search, self.device)
+
+    def _require_fit(self) -> MembershipChecker:
+        if self._checker is None:
+            if self._stars:
+                raise ConformalInputError(
+                    "this CONSIGN was loaded from a calibration bundle without its calibration "
+                    "images: only the alphas calibrated before saving are available "
+                    f"({', '.join(f'{a:g}' for a in sorted(self._stars))})"
+                )
+            raise RuntimeError("CONSIGN is not calibrated: call fit() or calibrate() first")
+        return self._checker
+
+    def lambda_stars(self, alpha: float) -> np.ndarray:
+        """Per-image ``lambda_i*`` at ``alpha`` (``inf``: not certified by ``lam_max``), cached."""
+        alpha = check_alpha(alpha)
+        key = round(alpha, 12)
+        if key not in self._stars:
+            checker = self._require_fit()
+            order_statistic_rank(self.n_used, alpha)  # too few units: fail before searching
+            m, rho = box_centre_and_radius(self._coeffs, self._sing, alpha)
+
+            def check(units: np.ndarray, lams: np.ndarray) -> np.ndarray:
+                half = lams[:, None] * rho[units]
+                return checker.check(units, m[units] - half, m[units] + half)
+
+            self._stars[key] = search_lambda_stars(check, self.n_used, self.lam_step, self.lam_max)
+        return self._stars[key]
+
+    def lambda_hat(self, alpha: float) -> float:
+        """The calibrated lambda at ``alpha``; raises :class:`LambdaMaxError` on failure."""
+        return lambda_hat_from_stars(self.lambda_stars(alpha), alpha, self.beta, self.lam_max)
+
+    def calibrate_alphas(
+        self,
+        alphas: Sequence[float] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[float, float]:
+        """lambda-hat for every feasible grid alpha that has a set (failed levels are left out)."""
+        grid = feasible_alphas(self.n_used, self.alphas if alphas is None else alphas)
+        out: dict[float, float] = {}
+        for j, a in enumerate(grid):
+            try:
+                out[float(a)] = self.lambda_hat(a)
+            except LambdaMaxError:
+                pass
+            if progress is not None:
+                progress(j + 1, len(grid))
+        return out
+
+    # -- test time -------------------------------------------------------------------------
+
+    def decompose(self, samples: np.ndarray) -> Decomposition:
+        """Decompose one image's samples (same layout as one calibration image)."""
+        samples = np.asarray(samples)
+        return decompose_units(samples[None], self.k, self._binary)[0]
+
+    def box(self, d: Decomposition, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(A, B)`` at the calibrated lambda-hat of ``alpha``."""
+        return d.box(alpha, self.lambda_hat(alpha))
+
+    def predict(self, samples: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(inner, outer)`` CONSIGN envelope of one image at ``alpha`` (not a conformal set)."""
+        d = self.decompose(samples)
+        return envelope(d, *self.box(d, alpha))
+
+    def label_masks(self, samples: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-label ``(may, must)`` masks ``(L, *spatial)`` of one image at ``alpha``."""
+        d = self.decompose(samples)
+        return label_envelopes(d, *self.box(d, alpha))
+
+    def sample(
+        self, samples: np.ndarray, alpha: float, n: int, seed: int | None = None
+    ) -> np.ndarray:
+        """``n`` plausible segmentations ``(n, *spatial)`` drawn uniformly from the box."""
+        d = self.decompose(samples)
+        rng = np.random.default_rng(self.options.seed if seed is None else seed)
+        return sample_labels(d, *self.box(d, alpha), n, rng)
+
+    def bands(self, samples: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
+        """Envelope bands of one image over the grid levels that have a set."""
+        wanted = feasible_alphas(self.n_used, self.alphas if alphas is None else alphas)
+        lams = self.calibrate_alphas(wanted)
+        if not lams:
+            self.lambda_hat(wanted[-1])  # raises the lambda_max error with its explanation
+        d = self.decompose(samples)
+        levels = np.array(sorted(lams))
+        pairs = [envelope(d, *d.box(a, lams[float(a)])) for a in levels]
+        info = {
+            "kind": ENVELOPE_NOTE,
+            "lambda_hat": {float(a): lams[float(a)] for a in levels},
+            "failed_alphas": [float(a) for a in wanted if float(a) not in lams],
+            "beta": self.beta,
+            "k": self.k,
+            "n_used": self.n_used,
+            "n_empty": self.n_empty,
+        }
+        inner = np.stack([p[0] for p in pairs])
+        outer = np.stack([p[1] for p in pairs])
+        return Bands.from_mask_stack(levels, inner, outer, self.name, info)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def predict_masks(
+        self, data: SegmentationSet, alpha: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Envelope ``(inner, outer)`` of every unit of ``data`` at ``alpha``."""
+        lam = self.lambda_hat(alpha)
+        return [envelope(d, *d.box(alpha, lam)) for d in self._test_decomps(data)]
+
+    def _test_decomps(self, data: SegmentationSet) -> list[Decomposition]:
+        if data.samples is None:
+            raise ConformalInputError("CONSIGN needs the Monte-Carlo samples of the test images")
+        return decompose_units(data.samples, self.k, self._binary)
+
+    def contains(self, data: SegmentationSet, alpha: float) -> np.ndarray:
+        """Membership check of every unit's ground truth at lambda-hat (False for empty GT)."""
+        masks = _check_masks(data.masks, self.n_classes)
+        used = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
+        out = np.zeros(len(masks), dtype=bool)
+        if used.size:
+            decomps = self._test_decomps(data.subset(used))
+            out[used] = self._certify(decomps, masks[used], alpha)
+        return out
+
+    def _certify(self, decomps: list[Decomposition], masks: np.ndarray, alpha: float) -> np.ndarray:
+        lam = self.lambda_hat(alpha)
+        checker = self._make_checker(decomps, masks, stream=1)
+        boxes = [d.box(alpha, lam) for d in decomps]
+        lower, upper = np.stack([b[0] for b in boxes]), np.stack([b[1] for b in boxes])
+        return checker.check(np.arange(len(decomps)), lower, upper)
+
+    def summary(self, alpha: float) -> dict[str, float]:
+        """lambda-hat and the fraction of calibration images certified by it."""
+        stars = self.lambda_stars(alpha)
+        lam = self.lambda_hat(alpha)
+        return {"lambda_hat": lam, "cal_certified": float(np.mean(stars <= lam))}
+
+    def test_metrics(self, test: SegmentationSet, alpha: float) -> dict[str, float]:
+        """Set coverage by membership check, and sEC / Chao1 / mean correlation from samples."""
+        lam = self.lambda_hat(alpha)
+        masks = _check_masks(test.masks, self.n_classes)
+        used = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
+        if not used.size:
+            return {"set_coverage": float("nan")}
+        decomps = self._test_decomps(test.subset(used))
+        covered = self._certify(decomps, masks[used], alpha)
+        n = self.metric_samples
+        hits, sizes, corrs = [], [], []
+        for j, d in enumerate(decomps):
+            rng = np.random.default_rng((self.options.seed, 2, j))
+            drawn = sample_labels(d, *d.box(alpha, lam), n, rng)
+            hits.append(bool(np.any(beta_equal(beta_scores(masks[used[j]], drawn), self.beta))))
+            sizes.append(chao1(drawn))
+            corrs.append(mean_pearson(drawn))
+        return {
+            "set_coverage": float(np.mean(covered)),
+            f"sEC_{n}": float(np.mean(hits)),
+            f"chao1_{n}": float(np.mean(sizes)),
+            f"corr_{n}": float(np.mean(corrs)),
+        }
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def state(self) -> dict:
+        """What a calibration bundle needs: settings and the per-image lambda_i* tables."""
+        return {
+            "method": self.name,
+            "beta": self.beta,
+            "k": self.k,
+            "n_classes": self.n_classes,
+            "binary": self._binary,
+            "lam_step": self.lam_step,
+            "lam_max": self.lam_max,
+            "n_used": self.n_used,
+            "n_empty": self.n_empty,
+            "alphas": [float(a) for a in self.alphas],
+            "lambda_stars": {str(a): s.tolist() for a, s in self._stars.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, options: MethodOptions | None = None) -> CONSIGN:
+        """Rebuild a calibrated CONSIGN (for prediction, not re-calibration) from :meth:`state`."""
+        base = options or MethodOptions()
+        opts = MethodOptions(beta=state["beta"], k=state["k"], seed=base.seed, device=base.device)
+        self = cls(
+            opts, alphas=state["alphas"], lam_step=state["lam_step"], lam_max=state["lam_max"]
+        )
+        self.n_classes, self._binary = int(state["n_classes"]), bool(state["binary"])
+        self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
+        self._stars = {
+            round(float(a), 12): np.asarray(s, dtype=np.float64)
+            for a, s in state["lambda_stars"].items()
+        }
+        return self

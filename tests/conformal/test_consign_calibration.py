@@ -1,0 +1,202 @@
+"""CONSIGN calibration: lambda_i* search, order statistic vs the authors' loop, failures."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_consign.conformal import InfeasibleAlphaError, MethodOptions, StepRiskCurve, registry
+from napari_consign.conformal.consign import CONSIGN
+from napari_consign.conformal.consign_calibration import (
+    LambdaMaxError,
+    authors_lambda_hat,
+    grid_values,
+    lambda_hat_from_stars,
+    search_lambda_stars,
+)
+from napari_consign.conformal.consign_decomposition import decompose_units
+from napari_consign.conformal.consign_membership import MembershipChecker, SearchSettings
+from napari_consign.conformal.dataset import SegmentationSet
+from napari_consign.conformal.evaluation import evaluate
+from napari_consign.conformal.set_metrics import beta_scores
+from napari_consign.synthetic import lesion_cases
+
+FAST = SearchSettings(n_lhs=64, n_starts=4, max_steps=100, patience=20)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class MonotoneCertificates:
+    """Synthetic check: unit i is certified at lam iff lam >= t_i (grid values or inf)."""
+
+    def __init__(self, thresholds):
+        self.t = np.asarray(thresholds, dtype=np.float64)
+        self.calls = 0
+
+    def __call__(self, units, lams):
+        self.calls += len(units)
+        return lams >= self.t[units] - 1e-12
+
+
+def _thresholds(rng, n, p_inf=0.0):
+    t = grid_values(rng.integers(1, 50001, n).astype(float) ** rng.uniform(0.3, 1.0, n) // 1)
+    t = np.maximum(t, 0.01)
+    t[rng.uniform(size=n) < p_inf] = np.inf
+    return t
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_galloping_bisection_finds_exact_thresholds(seed):
+    rng = np.random.default_rng(seed)
+    t = _thresholds(rng, 200, p_inf=0.1)
+    t[:3] = [0.01, 0.02, 500.0]  # first grid value, second, last
+    check = MonotoneCertificates(t)
+    stars = search_lambda_stars(check, t.size)
+    np.testing.assert_array_equal(stars, t)
+    assert check.calls <= t.size * 2 * math.ceil(math.log2(50000) + 1)
+
+
+@pytest.mark.parametrize("n", [9, 19, 40, 101])
+@pytest.mark.parametrize("alpha", [0.05, 0.1, 0.2, 0.5])
+def test_order_statistic_equals_authors_loop_and_crc_rule(n, alpha):
+    rng = np.random.default_rng(n * 100 + int(alpha * 100))
+    t = _thresholds(rng, n) / 100.0  # keep the authors' loop short
+    t = np.maximum(np.round(t, 2), 0.01)
+    if n < (1 - alpha) / alpha:
+        with pytest.raises(InfeasibleAlphaError):
+            lambda_hat_from_stars(t, alpha, beta=0.9)
+        return
+    k = math.ceil((n + 1) * (1 - alpha) - 1e-9)
+    expected = np.sort(t)[k - 1]
+    ours = lambda_hat_from_stars(search_lambda_stars(MonotoneCertificates(t), n), alpha, 0.9)
+    crc = StepRiskCurve.from_keys(t, np.full(n, 1 / n), n).solve(alpha)
+    authors = authors_lambda_hat(MonotoneCertificates(t), n, alpha)
+    assert ours == expected == crc == pytest.approx(authors, abs=1e-12)
+
+
+def test_uncertified_units_give_the_lambda_max_error():
+    n, alpha = 19, 0.1  # k = 18: one never-certified unit is tolerated, two are not
+    t = np.linspace(0.01, 3.0, n).round(2)
+    t[0] = np.inf
+    assert lambda_hat_from_stars(t, alpha, 0.9) == np.sort(t)[17] == 3.0
+    t[1] = np.inf
+    with pytest.raises(LambdaMaxError) as info:
+        lambda_hat_from_stars(search_lambda_stars(MonotoneCertificates(t), n), alpha, 0.9)
+    message = str(info.value)
+    for part in ("lambda_max = 500", "17 of 19", "k = 18", "alpha = 0.1", "beta = 0.9", "relax"):
+        assert part in message.lower() or part in message
+    with pytest.raises(LambdaMaxError, match="lambda_max"):
+        authors_lambda_hat(MonotoneCertificates(t), n, alpha, lam_max=5.0)
+
+
+def test_too_few_units_is_the_shared_infeasible_error():
+    with pytest.raises(InfeasibleAlphaError, match="at least 19"):
+        lambda_hat_from_stars(np.full(10, 0.5), 0.05, 0.9)
+    d = lesion_cases(8, size=8, n_samples=4, seed=0)
+    m = CONSIGN(MethodOptions(k=2), search=FAST).fit(d["samples"], d["masks"])
+    with pytest.raises(InfeasibleAlphaError):
+        m.lambda_hat(0.1)
+
+
+@pytest.fixture(scope="module")
+def small():
+    d = lesion_cases(30, size=10, n_samples=6, seed=21)
+    return d["samples"], d["masks"]
+
+
+def test_order_statistic_matches_authors_loop_on_real_checks(small):
+    samples, masks = small
+    alpha = 0.2
+    m = CONSIGN(MethodOptions(beta=0.8, k=2), search=FAST).fit(samples, masks)
+    coeffs, sing = m._coeffs, m._sing
+    q = np.quantile(coeffs, [alpha / 2, 1 - alpha / 2], axis=-1)
+    centre, rho = (q[0] + q[1]) / 2, sing * (q[1] - q[0]) / 2
+
+    def check(units, lams):
+        half = lams[:, None] * rho[units]
+        return m._checker.check(units, centre[units] - half, centre[units] + half)
+
+    ours = m.lambda_hat(alpha)
+    authors = authors_lambda_hat(check, m.n_used, alpha)
+    # each lambda_i* is a certified grid value, hence >= the loop's first success; equal (to
+    # the grid step) when the check is monotone in lambda
+    assert authors - 1e-12 <= ours <= authors + 0.01 + 1e-12, (ours, authors)
+
+
+def test_unreachable_beta_raises(small):
+    samples, masks = small
+    m = CONSIGN(MethodOptions(beta=0.999, k=2), search=FAST, lam_max=0.05)
+    m.fit(samples, masks)
+    with pytest.raises(LambdaMaxError, match=r"(?i)relax alpha .* or beta"):
+        m.lambda_hat(0.1)
+    with pytest.raises(LambdaMaxError):
+        m.bands(samples[0])
+
+
+def test_membership_check_finds_planted_witness_and_rejects_impossible_truths(small):
+    samples, _ = small
+    rng = np.random.default_rng(3)
+    decomps = decompose_units(samples[:6], 2, binary=True)
+    truths, lower, upper = [], [], []
+    for d in decomps:
+        lo, hi = d.box(0.2, 1.0)
+        truths.append(d.labels(lo + rng.uniform(size=2) * (hi - lo)))  # planted witness
+        lower.append(lo)
+        upper.append(hi)
+    truths += [np.ones(d.spatial, np.int64) for d in decomps]  # all foreground: impossible
+    checker = MembershipChecker(
+        decomps * 2, truths, beta=0.99, seeds=range(12), settings=FAST, device="cpu"
+    )
+    ok = checker.check(np.arange(12), np.array(lower * 2), np.array(upper * 2))
+    assert ok[:6].all() and not ok[6:].any()
+
+
+def test_chunking_does_not_change_the_check(small):
+    samples, masks = small
+    decomps = decompose_units(samples[:8], 2, binary=True)
+    lower, upper = zip(*(d.box(0.2, 0.3) for d in decomps), strict=True)
+    results = []
+    for budget in (None, 500):
+        settings = SearchSettings(
+            n_lhs=64, n_starts=4, max_steps=100, patience=20, max_elements=budget
+        )
+        checker = MembershipChecker(decomps, masks[:8], 0.9, range(8), settings, "cpu")
+        results.append(checker.check(np.arange(8), np.array(lower), np.array(upper)))
+    np.testing.assert_array_equal(*results)
+    assert 0 < results[0].sum() < 8  # some certified, some not
+
+
+def test_hard_score_matches_numpy(small):
+    samples, masks = small
+    decomps = decompose_units(samples[:4], 2, binary=True)
+    checker = MembershipChecker(decomps, masks[:4], 0.5, range(4), FAST, "cpu")
+    rng = np.random.default_rng(1)
+    c = rng.normal(0, 3, (4, 50, 2))
+    batch = checker._batch(np.arange(4))
+    for beta in (0.5, 0.8):
+        checker.beta = beta
+        _, passed = checker._evaluate(torch.from_numpy(c), batch, soft=False)
+        for i, d in enumerate(decomps):
+            expected = beta_scores(masks[i], d.labels(c[i])) > beta
+            np.testing.assert_array_equal(passed[i].numpy(), expected)
+
+
+def test_evaluate_reports_set_metrics(monkeypatch):
+    monkeypatch.setitem(registry.METHODS, "consign", ".consign:CONSIGN")
+    monkeypatch.setitem(registry.METHODS, "pixelwise", ".pixelwise:PixelwiseAPS")
+    d = lesion_cases(30, size=8, n_samples=5, seed=2)
+    data = SegmentationSet.from_samples(d["samples"], d["masks"])
+    report = evaluate(
+        data, ["consign", "pixelwise"], alpha=0.2, splits=1, options=MethodOptions(beta=0.7, k=2)
+    )
+    for name in ("consign", "pixelwise"):
+        metrics = report["methods"][name]
+        for key in ("set_coverage", "sEC_100", "chao1_100", "corr_100", "lambda_hat"):
+            assert np.isfinite(metrics[key]["mean"]), (name, key)
