@@ -78,6 +78,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="AT/COAT: also feed the MC standard deviation to the predictor",
     )
+    p.add_argument(
+        "--score-space",
+        choices=("logit", "probability"),
+        default="logit",
+        help="AT/COAT: space of the training loss; 'probability' is the paper's (default logit)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=64,
+        help="AT/COAT: predictor input side in pixels (default 64)",
+    )
     p.add_argument("--epochs", type=int, default=60, help="AT/COAT training epochs (default 60)")
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.set_defaults(run=run)
@@ -138,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
             conditioned=args.predictor == "conditioned",
             use_variance=args.use_variance,
             epochs=args.epochs,
+            score_space=args.score_space,
+            input_size=args.input_size,
         ),
     )
     report["samples_file"] = str(args.samples)

@@ -68,6 +68,8 @@ class AdaptiveThresholds:
             seed=self.options.seed,
             use_variance=self.options.use_variance,
             epochs=self.options.epochs,
+            score_space=self.options.score_space,
+            input_size=self.options.input_size,
         )
         self.predictor: TrainedPredictor | None = None
         self._cal_inputs = None
@@ -80,7 +82,9 @@ class AdaptiveThresholds:
     # ----------------------------------------------------------------- training
     def _inputs(self, data: SegmentationSet) -> object:
         variances = data.foreground_variance() if self.config.use_variance else None
-        return predictor_inputs(data.scores, data.images, variances, self.config.input_size)
+        return predictor_inputs(
+            data.scores, data.images, variances, self.config.input_size, self.config.score_space
+        )
 
     def train(
         self,
@@ -189,14 +193,15 @@ class AdaptiveThresholds:
         stack = score[None] if score.ndim == 2 else score
         img = None if image is None else (image[None] if score.ndim == 2 else image)
         var = None if variance is None else (variance[None] if score.ndim == 2 else variance)
-        inputs = predictor_inputs(stack, img, var, self.config.input_size)
-        taus_out, taus_in = [], []
-        for a in grid:
-            sh = self.shifts(a)
-            tau_hat = self.predictor.predict(inputs, a)
-            taus_out.append(outer_thresholds(tau_hat, sh.outer))
-            taus_in.append(inner_thresholds(tau_hat, sh.inner))
-        taus_out, taus_in = np.array(taus_out), np.array(taus_in)  # (G, Z)
+        inputs = predictor_inputs(stack, img, var, self.config.input_size, self.config.score_space)
+        tau_hat = self.predictor.predict_grid(inputs, grid)  # (G, Z), one forward pass
+        shifts = [self.shifts(a) for a in grid]
+        taus_out = np.array(
+            [outer_thresholds(t, sh.outer) for t, sh in zip(tau_hat, shifts, strict=True)]
+        )
+        taus_in = np.array(
+            [inner_thresholds(t, sh.inner) for t, sh in zip(tau_hat, shifts, strict=True)]
+        )
         info = {"n_used": self.n_used, "n_empty": self.n_empty}
         slices = [
             Bands.from_thresholds(stack[z], grid, taus_out[:, z], taus_in[:, z], self.name, info)

@@ -333,8 +333,13 @@ class CONSIGN:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def state(self) -> dict:
-        """What a calibration bundle needs: settings and the per-image lambda_i* tables."""
+    def state(self, alphas: Sequence[float] | None = None) -> dict:
+        """What a calibration bundle needs: settings and the per-image lambda_i* tables.
+
+        With ``alphas``, those levels are calibrated first (slow: membership checks).
+        """
+        if alphas is not None:
+            self.calibrate_alphas(alphas)
         return {
             "method": self.name,
             "beta": self.beta,

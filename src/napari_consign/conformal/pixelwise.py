@@ -193,6 +193,29 @@ class PixelwiseAPS:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         return [self.predict(p, alpha) for p in mean_probabilities(data)]
 
+    def state(self, alphas: Sequence[float] | None = None) -> dict:
+        """What a calibration bundle needs: settings and the per-image ``lambda_i*``."""
+        if self._stars is None:
+            raise RuntimeError("the pixel-wise baseline is not calibrated: call fit() first")
+        return {
+            "method": self.name,
+            "beta": self.beta,
+            "n_classes": self.n_classes,
+            "binary": self._binary,
+            "n_used": self.n_used,
+            "n_empty": self.n_empty,
+            "lambda_stars": self._stars.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> PixelwiseAPS:
+        """A calibrated baseline rebuilt from :meth:`state` (any alpha: lambda-hat is exact)."""
+        self = cls(MethodOptions(beta=state["beta"]))
+        self.n_classes, self._binary = int(state["n_classes"]), bool(state["binary"])
+        self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
+        self._stars = np.asarray(state["lambda_stars"], dtype=np.float64)
+        return self
+
     def summary(self, alpha: float) -> dict[str, float]:
         lam = self.lambda_hat(alpha)
         return {"lambda_hat": lam, "cal_certified": float(np.mean(self.lambda_stars <= lam))}

@@ -27,6 +27,8 @@ class MethodOptions:
     conditioned: bool = True  # AT/COAT: one alpha-conditioned predictor, else per-alpha
     use_variance: bool = False  # AT/COAT: feed the MC standard deviation to the predictor
     epochs: int = 60  # AT/COAT: training epochs (early stopping may end sooner)
+    score_space: str = "logit"  # AT/COAT: space of the training loss ("probability": paper)
+    input_size: int = 64  # AT/COAT: side of the predictor's input image
 
 
 class EvaluableMethod(Protocol):

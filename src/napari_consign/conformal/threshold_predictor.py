@@ -23,8 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .coat_loss import coat_loss
+from .coat_loss import coat_loss, to_score_space
 from .errors import Cancelled, ConformalInputError
+from .errors import is_cancelled as _is_cancelled
 from .oracle import oracle_threshold, sorted_gt_scores
 
 ProgressCallback = Callable[[int, int, float, float], None]
@@ -38,10 +39,11 @@ class PredictorConfig:
     conditioned: bool = True
     alpha: float = 0.1  # training alpha of a per-alpha predictor
     alpha_range: tuple[float, float] = (0.05, 0.5)  # of a conditioned predictor
-    temperature: float = 0.05
+    temperature: float | None = None  # None: 0.05 (probability space) or 0.5 (logit space)
+    score_space: str = "logit"  # "probability" is the paper's loss; see coat_loss
     use_variance: bool = False
     in_channels: int = 2
-    input_size: int = 32
+    input_size: int = 64
     width: int = 16
     epochs: int = 60
     batch_size: int = 16
@@ -56,6 +58,11 @@ class PredictorConfig:
         lo, hi = self.alpha_range
         if not 0 < lo < hi < 1 or not 0 < self.alpha < 1:
             raise ConformalInputError("training alphas must lie in (0, 1), with low < high")
+        if self.temperature is None:
+            default = 0.05 if self.score_space == "probability" else 0.5
+            object.__setattr__(self, "temperature", default)
+        if self.score_space not in ("probability", "logit"):
+            raise ConformalInputError("score_space must be 'probability' or 'logit'")
         if self.temperature <= 0:
             raise ConformalInputError("the COAT temperature must be positive")
 
@@ -108,11 +115,13 @@ def predictor_inputs(
     images: np.ndarray | None,
     variances: np.ndarray | None,
     size: int,
+    score_space: str = "probability",
 ) -> torch.Tensor:
     """Stack (standardised image channels, mean probability, [MC std]) at ``size x size``.
 
     ``scores`` is (n, H, W); ``images`` (n, H, W) or (n, C, H, W) or None; ``variances``
-    (n, H, W) or None. Each image channel is standardised per unit.
+    (n, H, W) or None. Each image channel is standardised per unit. In logit score space the
+    probability channel is ``logit(p) / 10`` (clamped), so faint responses stay visible.
     """
     chans = []
     if images is not None:
@@ -121,7 +130,10 @@ def predictor_inputs(
         mean = img.mean(axis=(2, 3), keepdims=True)
         std = img.std(axis=(2, 3), keepdims=True) + 1e-6
         chans.append((img - mean) / std)
-    chans.append(np.asarray(scores, dtype=np.float32)[:, None])
+    p = np.asarray(scores, dtype=np.float32)[:, None]
+    if score_space == "logit":
+        p = to_score_space(torch.from_numpy(p), "logit").numpy() / 10.0
+    chans.append(p)
     if variances is not None:
         chans.append(np.sqrt(np.asarray(variances, dtype=np.float32))[:, None])
     x = torch.from_numpy(np.concatenate(chans, axis=1))
@@ -136,13 +148,6 @@ def input_channels(images: np.ndarray | None, use_variance: bool) -> int:
     """Number of input channels :func:`predictor_inputs` produces."""
     n_img = 0 if images is None else (1 if np.ndim(images) == 3 else np.shape(images)[1])
     return n_img + 1 + int(use_variance)
-
-
-def _is_cancelled(cancel: Callable[[], bool] | object | None) -> bool:
-    if cancel is None:
-        return False
-    is_set = getattr(cancel, "is_set", None)
-    return bool(is_set() if is_set is not None else cancel())
 
 
 @dataclass
@@ -174,6 +179,20 @@ class TrainedPredictor:
         a = torch.full((inputs.shape[0],), float(alpha)) if self.config.conditioned else None
         tau = self.net(inputs, a)
         return tau.to(torch.float32).numpy().astype(np.float64)
+
+    @torch.inference_mode()
+    def predict_grid(self, inputs: torch.Tensor, alphas: np.ndarray) -> np.ndarray:
+        """Thresholds for every alpha of a grid, shape ``(len(alphas), n)``, in one pass."""
+        alphas = np.asarray(alphas, dtype=np.float64)
+        self.check_alpha(alphas)
+        self.net.eval()
+        n = inputs.shape[0]
+        if not self.config.conditioned:  # tau_hat does not depend on alpha
+            tau = self.net(inputs).to(torch.float32).numpy().astype(np.float64)
+            return np.broadcast_to(tau, (alphas.size, n)).copy()
+        a = torch.from_numpy(np.repeat(alphas, n).astype(np.float32))
+        tau = self.net(inputs.repeat(alphas.size, 1, 1, 1), a)
+        return tau.to(torch.float32).numpy().astype(np.float64).reshape(alphas.size, n)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Weights as plain numpy arrays (a safe, pickle-free form for bundles)."""
@@ -267,7 +286,9 @@ def _train(inputs, scores, masks, config, device, progress, cancel) -> TrainedPr
     def loss_of(idx: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         tau = net(x[idx], alpha.to(dev))
         if config.objective == "coat":
-            return coat_loss(probs[idx], tau, truth[idx], alpha.to(dev), config.temperature)
+            return coat_loss(
+                probs[idx], tau, truth[idx], alpha.to(dev), config.temperature, config.score_space
+            )
         target = torch.tensor(
             [
                 float(oracle_threshold(descending[i], a))
@@ -276,7 +297,8 @@ def _train(inputs, scores, masks, config, device, progress, cancel) -> TrainedPr
             dtype=torch.float32,
             device=dev,
         )
-        return F.mse_loss(tau, target)
+        space = config.score_space  # regress in the space the thresholds are compared in
+        return F.mse_loss(to_score_space(tau, space), to_score_space(target, space))
 
     best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()})
     history: list[dict[str, float]] = []
