@@ -1,0 +1,191 @@
+"""``napari-consign sample``: Monte-Carlo samples of a scan, written in the NPZ contract.
+
+    napari-consign sample --scan FILE --n-samples 20 --out FILE.npz [--mask FILE]
+                          [--model FILE ...] [--mode mc_dropout|tta|ensemble]
+                          [--device auto] [--seed 0]
+
+Writes ``samples`` (n, N_s, H, W) foreground probabilities (float16 by default, ``--dtype
+float32`` for full precision), ``images`` (n, H, W) float32, and ``masks`` (n, H, W) uint8 when
+``--mask`` is given; n is the number of axial slices. Extra keys: ``spacing``, ``origin``,
+``direction`` (SimpleITK x, y, z order), ``model_identity`` and ``seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import CLIError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sample",
+        help="draw Monte-Carlo samples of a scan with a segmentation model (NPZ output)",
+        description="Draw N_s foreground-probability maps per axial slice of a scan with the "
+        "bundled MC-dropout UNet or a user model, and write them as an NPZ (samples, images, "
+        "masks).",
+    )
+    p.add_argument("--scan", required=True, type=Path, help="NIfTI file or DICOM folder")
+    p.add_argument("--out", required=True, type=Path, help="output .npz file")
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        default=None,
+        help="N_s per slice (default 20 for MC dropout, 4 flips for tta, one per "
+        "member for an ensemble)",
+    )
+    p.add_argument("--mask", type=Path, help="ground-truth mask on the scan's grid (NIfTI)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="TorchScript file or state dict of the built-in UNet (default: the bundled "
+        "model); repeat with --mode ensemble",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("mc_dropout", "tta", "ensemble"),
+        default=None,
+        help="sampling mode (default mc_dropout; ensemble when several --model)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=int, default=None, help="samples per forward pass")
+    p.add_argument("--half", action="store_true", help="float16 autocast on CUDA")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--dtype",
+        choices=("float16", "float32"),
+        default="float16",
+        help="dtype of the stored samples (default float16)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(run=run)
+
+
+def read_volume(path: Path):
+    """Scan array (z, y, x) and its geometry dict, read through :mod:`napari_consign.io`."""
+    from .._sample_data import read_scan
+    from ..io import ConsignIOError
+
+    if not path.exists():
+        raise CLIError(f"{path}: no such file or folder")
+    try:
+        return read_scan(path)
+    except ConsignIOError as exc:  # already says what is wrong and what to do
+        raise CLIError(str(exc)) from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()
+        reason = next((ln for ln in first if ln.strip()), type(exc).__name__)
+        raise CLIError(f"{path}: cannot read as NIfTI or DICOM ({reason.strip()[:200]})") from None
+
+
+def _check_volume(arr, path: Path):
+    import numpy as np
+
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise CLIError(
+            f"{path}: {arr.ndim}D image of shape {arr.shape}; the sampler needs a 2D or 3D "
+            "scalar scan (extract one volume of a 4D series first)"
+        )
+    if not np.issubdtype(arr.dtype, np.number):
+        raise CLIError(f"{path}: pixel type {arr.dtype} is not a scalar number")
+    return arr
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    out = Path(args.out)
+    inputs = [Path(args.scan).resolve(), *(Path(p).resolve() for p in (args.model or []))]
+    if args.mask is not None:
+        inputs.append(Path(args.mask).resolve())
+    if out.resolve() in inputs:
+        raise CLIError(f"--out {out} is one of the inputs; inputs are never overwritten")
+    if out.suffix != ".npz":
+        raise CLIError(f"--out {out}: the output file must end in .npz")
+    if not out.parent.exists():
+        raise CLIError(f"--out {out}: folder {out.parent} does not exist")
+    if args.n_samples is not None and args.n_samples < 1:
+        raise CLIError("--n-samples must be at least 1")
+
+    vol, geo = read_volume(Path(args.scan))
+    vol = _check_volume(vol, Path(args.scan))
+    masks = None
+    if args.mask is not None:
+        m, mgeo = read_volume(Path(args.mask))
+        m = _check_volume(m, Path(args.mask))
+        if m.shape != vol.shape:
+            raise CLIError(
+                f"--mask {args.mask}: shape {m.shape} (z, y, x) differs from the scan's "
+                f"{vol.shape}; the mask must be on the scan's voxel grid"
+            )
+        if not np.allclose(mgeo["spacing"][: len(geo["spacing"])], geo["spacing"], rtol=1e-3):
+            raise CLIError(
+                f"--mask {args.mask}: spacing {mgeo['spacing']} differs from the scan's "
+                f"{geo['spacing']}"
+            )
+        masks = (m != 0).astype(np.uint8)
+
+    from ..models.device import DeviceError
+    from ..models.loading import ModelLoadError, load_builtin_model, load_model
+    from ..models.reductions import KeepSamples
+    from ..models.sampler import Sampler
+
+    try:
+        from ..models.device import resolve_device
+
+        device = resolve_device(args.device)
+        paths = args.model or []
+        models = [load_model(p, device=device) for p in paths] or [load_builtin_model(device)]
+        mode = args.mode or ("ensemble" if len(models) > 1 else "mc_dropout")
+        n_samples = args.n_samples
+        if n_samples is None and mode == "mc_dropout":
+            n_samples = 20
+        sampler = Sampler(
+            models if mode == "ensemble" else models[0],
+            mode=mode,
+            n_samples=n_samples,
+            device=device,
+            chunk_size=args.chunk_size,
+            half=args.half,
+            seed=args.seed,
+            num_threads=args.threads,
+        )
+    except (DeviceError, ModelLoadError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+    keep = KeepSamples(dtype=np.dtype(args.dtype))
+    t0 = time.perf_counter()
+
+    def report(step):
+        if not args.quiet:
+            print(f"\rslice {step.done}/{step.total}", end="", file=sys.stderr, flush=True)
+
+    result = sampler.run(vol, [keep], progress=report)
+    if not args.quiet:
+        print(
+            f"\r{vol.shape[0]} slices x {sampler.n_samples} samples on {sampler.device} in "
+            f"{time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
+    arrays = {
+        "samples": result["samples"],
+        "images": vol.astype(np.float32),
+        "spacing": np.asarray(geo["spacing"], np.float64),
+        "origin": np.asarray(geo["origin"], np.float64),
+        "direction": np.asarray(geo["direction"], np.float64),
+        "model_identity": np.array(sampler.identity),
+        "seed": np.array(args.seed),
+    }
+    if masks is not None:
+        arrays["masks"] = masks
+    np.savez_compressed(out, **arrays)
+    if not args.quiet:
+        print(f"wrote {out} (samples {arrays['samples'].shape} {args.dtype})", file=sys.stderr)
+    return 0
