@@ -12,10 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from ..conformal.errors import ConformalInputError
-from . import evaluate
+from ..io.errors import ConsignIOError
+from . import demo, evaluate, sample
 from .errors import CLIError
 
-SUBCOMMANDS = (evaluate,)
+SUBCOMMANDS = (evaluate, sample, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (CLIError, ConformalInputError) as exc:
+    except (CLIError, ConformalInputError, ConsignIOError) as exc:
         print(f"napari-consign {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,834 @@
+"""The widget's plain-Python side: models, calibrations, and the analysis generator.
+
+Nothing here imports Qt or napari, so all of it is testable without a display. The dock widget
+runs :func:`run_analysis` in a worker thread (``_workers``) and feeds each event it yields to
+:meth:`ImageAnalysis.apply` on the GUI thread:
+
+1. load the model(s) and build a :class:`~napari_consign.models.Sampler`;
+2. get calibrated methods: from calibration bundles (the shipped ones in
+   ``sample_data/bundles/<method>.npz`` or files the user picked; a bundle made for another
+   model is refused) or by calibrating now on cases with ground truth (:func:`read_cases`);
+3. sample the scan slice by slice, **the slice on screen first**: as soon as it is done, every
+   method's bands for that slice are yielded (:class:`SlicePreview`), so the user sees bands at
+   once while the rest of the volume is sampled;
+4. build each method's :class:`~napari_consign.conformal.Bands` for the whole volume
+   (:class:`MethodBands`); a method that fails says why (:class:`MethodFailed`) and the others
+   go on.
+
+All alpha-dependent work happens in ``Bands``; the slider only reads them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..conformal.errors import Cancelled, ConformalInputError
+from ..conformal.errors import is_cancelled as _is_cancelled
+
+#: Methods the widget knows, in display order, with the class that implements each.
+METHOD_CLASSES: dict[str, str] = {
+    "crc": "napari_consign.conformal.crc:CRC",
+    "at": "napari_consign.conformal.adaptive:AT",
+    "coat": "napari_consign.conformal.adaptive:COAT",
+    "consign": "napari_consign.conformal.consign:CONSIGN",
+    "pixelwise": "napari_consign.conformal.pixelwise:PixelwiseAPS",
+}
+METHOD_NAMES: tuple[str, ...] = tuple(METHOD_CLASSES)
+#: Methods that need the raw Monte-Carlo samples of every slice (not only mean and variance).
+NEEDS_SAMPLES = frozenset({"consign"})
+#: Methods that train a threshold predictor before calibration.
+NEEDS_TRAINING = frozenset({"at", "coat"})
+NOTHREADS_ENV = "NAPARI_CONSIGN_NOTHREADS"
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def method_class(name: str) -> type | None:
+    """The class implementing ``name``, or None when this installation lacks it."""
+    target = METHOD_CLASSES.get(name)
+    if target is None:
+        return None
+    module, _, cls = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        return None
+
+
+def bundle_loadable(name: str) -> bool:
+    """Whether calibration bundles of ``name`` can be loaded (the core's method registry)."""
+    from ..conformal.registry import METHODS
+
+    return name in METHODS
+
+
+def bundled_bundle_dir() -> Path:
+    """Folder of the shipped calibration bundles (``sample_data/bundles``; may not exist)."""
+    from importlib.resources import files
+
+    return Path(str(files("napari_consign") / "sample_data" / "bundles"))
+
+
+def bundled_bundle_path(name: str) -> Path:
+    """Path of the shipped bundle of method ``name`` (may not exist yet)."""
+    return bundled_bundle_dir() / f"{name}.npz"
+
+
+def bundled_methods() -> list[str]:
+    """Methods that have a shipped bundle this installation can load."""
+    return [
+        m
+        for m in METHOD_NAMES
+        if bundled_bundle_path(m).is_file() and bundle_loadable(m) and method_class(m)
+    ]
+
+
+def calibratable_methods() -> list[str]:
+    """Methods this installation can calibrate now (their class exists)."""
+    return [m for m in METHOD_NAMES if method_class(m) is not None]
+
+
+def bundle_method(path: str | Path) -> str:
+    """Name of the method stored in a bundle file (raises ``BundleError`` for a bad file)."""
+    from ..calibration import read_bundle_header
+
+    return str(read_bundle_header(path)["method"])
+
+
+# --------------------------------------------------------------------------- choices
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to sample with: ``paths`` empty means the bundled UNet.
+
+    Two or more paths form an ensemble (one sample per member); ``mode`` is "mc_dropout" or
+    "tta" (flips, for models without dropout) for a single model.
+    """
+
+    paths: tuple[Path, ...] = ()
+    mode: str = "mc_dropout"
+    n_samples: int = 10
+    device: str = "auto"
+    seed: int = 0
+
+    @property
+    def describe(self) -> str:
+        if not self.paths:
+            return "bundled lesion UNet"
+        if len(self.paths) == 1:
+            return self.paths[0].name
+        return f"ensemble of {len(self.paths)} models"
+
+
+def build_sampler(spec: ModelSpec) -> Any:
+    """Load the model(s) of ``spec`` on its device and return a ready ``Sampler``."""
+    from ..models import Sampler, load_builtin_model, load_model, resolve_device
+
+    device = resolve_device(spec.device)
+    if not spec.paths:
+        models = [load_builtin_model(device=device)]
+    else:
+        models = [load_model(p, device=device) for p in spec.paths]
+    mode = "ensemble" if len(models) > 1 else spec.mode
+    n = None if mode == "ensemble" else spec.n_samples
+    if mode == "tta":
+        n = min(int(spec.n_samples), 4)
+    threads = max(1, (os.cpu_count() or 2) - 1)  # keep a core for the GUI
+    return Sampler(
+        models if mode == "ensemble" else models[0],
+        mode=mode,
+        n_samples=n,
+        device=device,
+        seed=spec.seed,
+        num_threads=threads if device.type == "cpu" else None,
+    )
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Where calibrated methods come from.
+
+    ``kind``: "bundled" (the shipped bundles), "files" (bundle files, one method each),
+    "calibrate" (calibrate now on ``source``: an NPZ with ``images`` and ``masks`` or a folder
+    of image + mask NIfTI files; at most ``max_cases`` calibration units, optionally saving
+    bundles into ``save_dir``) or "given" (already calibrated method objects, ``methods``).
+    """
+
+    kind: str = "bundled"
+    files: tuple[Path, ...] = ()
+    source: Path | None = None
+    max_cases: int = 200
+    save_dir: Path | None = None
+    epochs: int | None = None
+    methods: dict[str, Any] | None = None
+
+    def key(self) -> tuple:
+        """Identifies a calibration for caching (not for "given" methods)."""
+        return (self.kind, self.files, self.source, self.max_cases, self.epochs)
+
+
+def load_calibrated(spec: CalibrationSpec, wanted: Sequence[str], model_id: str) -> dict:
+    """Calibrated method objects for ``wanted`` from bundles, checked against ``model_id``.
+
+    Raises ``BundleError`` (a ``ConformalInputError``) for a missing bundle, a broken file or
+    a bundle made for another model.
+    """
+    from ..calibration import BundleError, load_bundle
+
+    out: dict[str, Any] = {}
+    if spec.kind == "bundled":
+        for m in wanted:
+            path = bundled_bundle_path(m)
+            if not path.is_file():
+                raise BundleError(
+                    f"no shipped calibration for {m.upper()} ({path} is missing); pick a "
+                    "bundle file or calibrate now"
+                )
+            out[m] = load_bundle(path, model_id=model_id)
+        return out
+    if spec.kind == "files":
+        by_method: dict[str, Path] = {}
+        for p in spec.files:
+            by_method[bundle_method(p)] = Path(p)
+        missing = [m for m in wanted if m not in by_method]
+        if missing:
+            have = ", ".join(sorted(by_method)) or "none"
+            raise BundleError(
+                f"the chosen bundle files hold {have}, not {', '.join(missing)}; add a bundle "
+                "for each chosen method or untick it"
+            )
+        for m in wanted:
+            out[m] = load_bundle(by_method[m], model_id=model_id)
+        return out
+    if spec.kind == "given":
+        methods = spec.methods or {}
+        missing = [m for m in wanted if m not in methods]
+        if missing:
+            raise ConformalInputError(f"no calibrated method given for {', '.join(missing)}")
+        return {m: methods[m] for m in wanted}
+    raise ConformalInputError(f"unknown calibration kind {spec.kind!r}")
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass
+class CalibrationCases:
+    """2D units with ground truth for calibrating now (and training AT/COAT predictors)."""
+
+    images: list[np.ndarray]  # (n, H, W) stacks, one per volume or NPZ
+    masks: list[np.ndarray]
+    train_images: list[np.ndarray] = field(default_factory=list)
+    train_masks: list[np.ndarray] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def n_units(self) -> int:
+        return int(sum(len(a) for a in self.images))
+
+    @property
+    def n_train(self) -> int:
+        return int(sum(len(a) for a in self.train_images))
+
+
+MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "_gt")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def _nifti_stem(name: str) -> str | None:
+    low = name.lower()
+    for s in NIFTI_SUFFIXES:
+        if low.endswith(s):
+            return name[: -len(s)]
+    return None
+
+
+def find_case_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
+    """Image/mask NIfTI pairs in ``folder``: ``X.nii.gz`` + ``X_mask.nii.gz`` (or ``_seg``,
+    ``_label(s)``, ``_gt``), or sub-folders ``images/`` and ``masks/`` (or ``labels/``) holding
+    files of the same names."""
+    folder = Path(folder)
+    pairs: list[tuple[Path, Path]] = []
+    img_dir = folder / "images"
+    for sub in ("masks", "labels"):
+        mask_dir = folder / sub
+        if img_dir.is_dir() and mask_dir.is_dir():
+            for f in sorted(img_dir.iterdir()):
+                if _nifti_stem(f.name) is not None and (mask_dir / f.name).is_file():
+                    pairs.append((f, mask_dir / f.name))
+            if pairs:
+                return pairs
+    files = {f.name: f for f in folder.iterdir() if f.is_file()}
+    for name, f in sorted(files.items()):
+        stem = _nifti_stem(name)
+        if stem is None or any(stem.lower().endswith(s) for s in MASK_SUFFIXES):
+            continue
+        for s in MASK_SUFFIXES:
+            match = next(
+                (g for n, g in files.items() if _nifti_stem(n) == stem + s),
+                None,
+            )
+            if match is not None:
+                pairs.append((f, match))
+                break
+    return pairs
+
+
+def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, size=k, replace=False)) if n > k else np.arange(n)
+
+
+def read_cases(
+    source: str | Path, max_cases: int = 200, seed: int = 0, train_fraction: float = 1 / 3
+) -> CalibrationCases:
+    """Calibration units from an NPZ (``images``/``masks``, optional ``scale``, ``split`` and
+    ``split_names`` as in ``sample_data/cases2d.npz``) or a folder of image + mask NIfTI files
+    (every axial slice is a unit). Without split names, ``train_fraction`` of the units train
+    AT/COAT predictors and the rest calibrate. At most ``max_cases`` calibration units (and
+    half as many training units) are drawn, seeded."""
+    source = Path(source)
+    rng = np.random.default_rng(seed)
+    if not source.exists():
+        raise ConformalInputError(f"{source}: no such file or folder")
+    if source.is_dir():
+        pairs = find_case_pairs(source)
+        if not pairs:
+            raise ConformalInputError(
+                f"{source} holds no image + mask NIfTI pairs: name them X.nii.gz and "
+                "X_mask.nii.gz, or put them in images/ and masks/ with the same names"
+            )
+        from ..io import read_volume
+
+        imgs, masks = [], []
+        for img_path, mask_path in pairs:
+            vi, vm = read_volume(img_path), read_volume(mask_path)
+            if vi.array.shape != vm.array.shape:
+                raise ConformalInputError(
+                    f"{mask_path.name} has shape {vm.array.shape}, its image "
+                    f"{img_path.name} {vi.array.shape}: a mask must lie on its image's grid"
+                )
+            imgs.append(vi.array.astype(np.float32))
+            masks.append((vm.array != 0).astype(np.uint8))
+        images = np.concatenate(imgs) if len({a.shape[1:] for a in imgs}) == 1 else None
+        if images is None:
+            raise ConformalInputError(
+                "the scans in the folder have different in-plane sizes "
+                f"({sorted({a.shape[1:] for a in imgs})}); calibrate on scans of one size"
+            )
+        all_masks = np.concatenate(masks)
+        desc = f"{len(pairs)} scan(s) in {source.name}"
+        split = None
+    else:
+        try:
+            with np.load(source, allow_pickle=False) as z:
+                if "images" not in z.files or "masks" not in z.files:
+                    raise ConformalInputError(
+                        f"{source.name} needs arrays 'images' (n, H, W) and 'masks' (n, H, W); "
+                        f"it holds {', '.join(z.files)}"
+                    )
+                images = z["images"].astype(np.float32)
+                if "scale" in z.files:
+                    images = images * np.asarray(z["scale"], np.float32).reshape(-1, 1, 1)
+                all_masks = z["masks"]
+                split = None
+                if "split" in z.files and "split_names" in z.files:
+                    names = [str(s) for s in z["split_names"]]
+                    split = np.array(names)[z["split"]]
+        except (OSError, ValueError) as exc:
+            raise ConformalInputError(f"{source.name}: not a readable NPZ ({exc})") from None
+        desc = source.name
+    if images.ndim != 3 or all_masks.shape != images.shape:
+        raise ConformalInputError(
+            f"images {images.shape} and masks {all_masks.shape}: expected two (n, H, W) stacks"
+        )
+    all_masks = (np.asarray(all_masks) != 0).astype(np.uint8)
+    if split is not None and "calibration" in set(split):
+        cal = np.flatnonzero(split == "calibration")
+        train = np.flatnonzero(split == "threshold")
+    else:
+        order = rng.permutation(len(images))
+        n_train = round(train_fraction * len(images))
+        train, cal = np.sort(order[:n_train]), np.sort(order[n_train:])
+    cal = cal[_subsample(len(cal), max_cases, rng)]
+    train = train[_subsample(len(train), max(1, max_cases // 2), rng)] if len(train) else train
+    if len(cal) == 0:
+        raise ConformalInputError(f"{source.name}: no calibration units")
+    return CalibrationCases(
+        images=[images[cal]],
+        masks=[all_masks[cal]],
+        train_images=[images[train]] if len(train) else [],
+        train_masks=[all_masks[train]] if len(train) else [],
+        description=f"{len(cal)} calibration + {len(train)} training units from {desc}",
+    )
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A step of long work: ``done`` of ``total`` in ``stage`` (e.g. "sampling")."""
+
+    stage: str
+    done: int
+    total: int
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class MethodsReady:
+    """Calibrated methods are loaded (or calibrated now) for the model ``model_id``."""
+
+    methods: dict
+    model_id: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SlicePreview:
+    """Bands of the slice on screen (``z``), as one-slice volumes ``(1, H, W)`` per method."""
+
+    z: int
+    bands: dict
+
+
+@dataclass(frozen=True)
+class MethodBands:
+    """The bands of ``method`` for the whole volume."""
+
+    method: str
+    bands: Any
+
+
+@dataclass(frozen=True)
+class MethodFailed:
+    """``method`` could not make bands for this scan; ``message`` says why."""
+
+    method: str
+    message: str
+
+
+@dataclass
+class AnalysisResult:
+    """What a finished run returns (alpha-independent; the slider reads ``bands``)."""
+
+    model_id: str
+    mean: np.ndarray
+    var: np.ndarray
+    samples: np.ndarray | None
+    methods: dict
+    bands: dict
+    errors: dict
+
+
+# --------------------------------------------------------------------------- numerics glue
+
+
+def _check_cancel(cancel) -> None:
+    if _is_cancelled(cancel):
+        raise Cancelled("cancelled")
+
+
+def _predictor_wants(method: Any) -> tuple[bool, bool]:
+    """(image, variance): which extra inputs an AT/COAT threshold predictor was trained on."""
+    cfg = method.config
+    use_var = bool(cfg.use_variance)
+    n_img = int(cfg.in_channels) - 1 - int(use_var)
+    return n_img >= 1, use_var
+
+
+def consign_volume_bands(method: Any, samples: np.ndarray) -> Any:
+    """CONSIGN envelope bands of a volume: one 2D unit per axial slice, stacked.
+
+    ``samples`` is ``(Z, N_s, H, W)``. Bundled CONSIGN calibrations answer only for the alphas
+    stored in them, so those are the grid.
+    """
+    from ..conformal.bands import Bands
+
+    stored = method.state().get("lambda_stars") or {}
+    alphas = sorted(float(a) for a in stored) or None
+    per_slice = [
+        method.bands(np.asarray(samples[z], dtype=np.float32), alphas)
+        for z in range(samples.shape[0])
+    ]
+    levels = per_slice[0].alphas
+    for b in per_slice[1:]:
+        if not np.array_equal(b.alphas, levels):  # pragma: no cover - same lambdas per slice
+            raise ConformalInputError("CONSIGN levels differ between slices")
+    inner = np.empty((len(levels), len(per_slice), *per_slice[0].shape), dtype=bool)
+    outer = np.empty_like(inner)
+    for z, b in enumerate(per_slice):
+        for j, a in enumerate(levels):
+            inner[j, z], outer[j, z] = b.masks(a)
+    return Bands.from_mask_stack(levels, inner, outer, "consign", dict(per_slice[0].info))
+
+
+def method_bands(
+    name: str,
+    method: Any,
+    mean: np.ndarray,
+    var: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    samples: np.ndarray | None = None,
+) -> Any:
+    """Bands of one calibrated method for a ``(Z, H, W)`` volume's MC statistics."""
+    if name in ("crc", "pixelwise"):
+        return method.bands(mean)
+    if name in ("at", "coat"):
+        want_img, want_var = _predictor_wants(method)
+        img = np.asarray(image, dtype=np.float32) if want_img and image is not None else None
+        return method.bands(mean, img, var if want_var else None)
+    if name == "consign":
+        if samples is None:
+            raise ConformalInputError("CONSIGN needs the Monte-Carlo samples of the scan")
+        return consign_volume_bands(method, samples)
+    raise ConformalInputError(f"unknown method {name!r}")
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def calibrate_methods(
+    sampler: Any,
+    cases: CalibrationCases,
+    wanted: Sequence[str],
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    epochs: int | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+) -> Generator[Progress, None, dict]:
+    """Calibrate ``wanted`` methods now: sample every unit with ``sampler``, then fit.
+
+    Yields :class:`Progress`; returns ``{method: calibrated object}``. AT/COAT train their
+    threshold predictor on ``cases.train_*`` (never the calibration units).
+    """
+    from ..conformal.dataset import SegmentationSet
+    from ..conformal.registry import MethodOptions
+    from ..models import KeepSamples, Moments, SamplingCancelled
+
+    keep = any(m in NEEDS_SAMPLES for m in wanted)
+    train_needed = any(m in NEEDS_TRAINING for m in wanted)
+    if train_needed and cases.n_train == 0:
+        raise ConformalInputError(
+            "AT and COAT need training units for their threshold predictor, separate from the "
+            "calibration units; give more cases or untick AT/COAT"
+        )
+    stacks = [("calibration", cases.images, cases.masks, keep)]
+    if train_needed:
+        stacks.append(("training", cases.train_images, cases.train_masks, False))
+    total = sum(sum(len(a) for a in imgs) for _, imgs, _, _ in stacks)
+    done = 0
+    sets: dict[str, SegmentationSet] = {}
+    for label, imgs, masks, keep_samples in stacks:
+        means, samples = [], []
+        for stack in imgs:
+            reducers = [Moments()] + ([KeepSamples()] if keep_samples else [])
+            gen = sampler.iter_volume(stack, reducers, cancel=cancel)
+            try:
+                while True:
+                    step = next(gen)
+                    yield Progress("sampling", done + step.done, total, f"sampling {label} cases")
+            except StopIteration as stop:
+                res = stop.value
+            except SamplingCancelled as exc:
+                raise Cancelled(str(exc)) from None
+            done += len(stack)
+            means.append(res["mean"])
+            if keep_samples:
+                samples.append(res["samples"])
+        scores = np.clip(np.concatenate(means), 0.0, 1.0)
+        sam = np.concatenate(samples).astype(np.float32) if samples else None
+        sets[label] = SegmentationSet(sam, scores, np.concatenate(masks), np.concatenate(imgs))
+    out: dict[str, Any] = {}
+    for i, name in enumerate(wanted):
+        _check_cancel(cancel)
+        yield Progress("calibrating", i, len(wanted), f"calibrating {name.upper()}")
+        cls = method_class(name)
+        if cls is None:
+            raise ConformalInputError(f"{name.upper()} is not available in this installation")
+        cal = sets["calibration"]
+        if name == "consign":
+            k = max(1, min(5, sampler.n_samples - 1))
+            method = cls(MethodOptions(k=k, seed=seed, device=device))
+            method.fit(cal.samples, cal.masks)
+            method.calibrate_alphas()
+        elif name in NEEDS_TRAINING:
+            opts = MethodOptions(seed=seed, device=device, epochs=epochs or 60)
+            method = cls(opts)
+            method.train(sets["training"], cancel=cancel)
+            method.fit_shifts(cal)
+        else:
+            method = cls(MethodOptions(seed=seed, device=device))
+            method.calibrate(cal)
+        out[name] = method
+    yield Progress("calibrating", len(wanted), len(wanted), "calibrated")
+    return out
+
+
+def save_bundles(methods: dict, folder: str | Path, model_id: str) -> tuple[list[Path], list[str]]:
+    """Save each calibrated method as ``<folder>/<method>.npz``; returns (written, problems)."""
+    from ..calibration import save_bundle
+
+    written, problems = [], []
+    for name, m in methods.items():
+        try:
+            written.append(save_bundle(Path(folder) / f"{name}.npz", m, model_id, overwrite=True))
+        except Exception as exc:  # a method without bundle support must not lose the others
+            problems.append(f"{name.upper()}: bundle not saved ({exc})")
+    return written, problems
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_analysis(
+    volume: np.ndarray,
+    model: ModelSpec | Any,
+    calibration: CalibrationSpec,
+    wanted: Sequence[str],
+    *,
+    start_slice: int | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+    method_cache: dict | None = None,
+    sampler_cache: dict | None = None,
+) -> Generator[Any, None, AnalysisResult]:
+    """The whole computation for one scan, as a generator of events (see the module doc).
+
+    ``volume`` is ``(Z, H, W)``. ``model`` is a :class:`ModelSpec` or a ready ``Sampler``.
+    ``method_cache`` (optional dict owned by the caller) keeps calibrations made now, keyed by
+    model identity and calibration source, so they are not redone for every scan;
+    ``sampler_cache`` likewise keeps the loaded model per :class:`ModelSpec`. Cancelling
+    raises :class:`~napari_consign.conformal.errors.Cancelled` at the next step.
+    """
+    from ..models import KeepSamples, Moments, SamplingCancelled
+
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ConformalInputError(f"expected a (Z, H, W) volume, got shape {volume.shape}")
+    wanted = list(dict.fromkeys(wanted))
+    if not wanted:
+        raise ConformalInputError("choose at least one method")
+    yield Progress("model", 0, 1, "loading the model")
+    sampler = _cached_sampler(model, sampler_cache) if isinstance(model, ModelSpec) else model
+    model_id = str(sampler.identity)
+    _check_cancel(cancel)
+
+    notes: list[str] = []
+    if calibration.kind == "calibrate":
+        key = (model_id, calibration.key(), sampler.n_samples)
+        cached = (method_cache or {}).get(key, {})
+        todo = [m for m in wanted if m not in cached]
+        methods = {m: cached[m] for m in wanted if m in cached}
+        if todo:
+            if calibration.source is None:
+                raise ConformalInputError("choose an NPZ file or a folder to calibrate on")
+            cases = read_cases(calibration.source, calibration.max_cases)
+            notes.append(f"calibrated on {cases.description}")
+            fitted = yield from calibrate_methods(
+                sampler, cases, todo, epochs=calibration.epochs, cancel=cancel
+            )
+            methods.update(fitted)
+            if method_cache is not None:
+                method_cache.setdefault(key, {}).update(fitted)
+            if calibration.save_dir is not None:
+                written, problems = save_bundles(fitted, calibration.save_dir, model_id)
+                notes += [f"saved {p}" for p in written] + problems
+    else:
+        methods = load_calibrated(calibration, wanted, model_id)
+    yield MethodsReady(dict(methods), model_id, tuple(notes))
+    _check_cancel(cancel)
+
+    n_slices = volume.shape[0]
+    start = None if start_slice is None else int(np.clip(start_slice, 0, n_slices - 1))
+    moments = Moments()
+    keeper = KeepSamples() if any(m in NEEDS_SAMPLES for m in methods) else None
+    reducers = [moments] + ([keeper] if keeper is not None else [])
+    total = n_slices + len(methods)
+    gen = sampler.iter_volume(volume, reducers, start_slice=start, cancel=cancel)
+    first = True
+    try:
+        while True:
+            try:
+                step = next(gen)
+            except StopIteration:
+                break
+            yield Progress("sampling", step.done, total, f"sampling slice {step.z}")
+            if first:
+                first = False
+                z = step.z
+                preview = {}
+                for name, m in methods.items():
+                    try:
+                        preview[name] = method_bands(
+                            name,
+                            m,
+                            moments.mean[z : z + 1],
+                            moments.var[z : z + 1],
+                            volume[z : z + 1],
+                            None if keeper is None else keeper.samples[z : z + 1],
+                        )
+                    except (ConformalInputError, ValueError):
+                        pass  # reported once, for the whole volume, below
+                yield SlicePreview(z, preview)
+    except SamplingCancelled as exc:
+        raise Cancelled(str(exc)) from None
+    samples = None if keeper is None else keeper.samples
+    bands: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for i, (name, m) in enumerate(methods.items()):
+        _check_cancel(cancel)
+        yield Progress("bands", n_slices + i, total, f"building {name.upper()} bands")
+        try:
+            b = method_bands(name, m, moments.mean, moments.var, volume, samples)
+        except (ConformalInputError, ValueError) as exc:
+            errors[name] = str(exc)
+            yield MethodFailed(name, str(exc))
+            continue
+        bands[name] = b
+        yield MethodBands(name, b)
+    yield Progress("done", total, total, "done")
+    return AnalysisResult(
+        model_id=model_id,
+        mean=moments.mean,
+        var=moments.var,
+        samples=samples,
+        methods=dict(methods),
+        bands=bands,
+        errors=errors,
+    )
+
+
+def _cached_sampler(spec: ModelSpec, cache: dict | None) -> Any:
+    if cache is None:
+        return build_sampler(spec)
+    stamps = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in spec.paths)
+    key = (spec, stamps)
+    if key not in cache:
+        cache.clear()  # one loaded model at a time
+        cache[key] = build_sampler(spec)
+    return cache[key]
+
+
+def run_to_completion(gen: Generator, on_event: Callable[[Any], None] | None = None) -> Any:
+    """Drive an analysis generator inline (tests, scripts); returns its result."""
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(ev)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class ImageAnalysis:
+    """Per analysed image: its bands per method and what the numbers need.
+
+    Owned by the widget on the GUI thread; fed by :meth:`apply` with the generator's events.
+    """
+
+    shape: tuple[int, ...]  # (Z, H, W)
+    spacing_zyx: tuple[float, ...] | None = None
+    model_id: str = ""
+    methods: dict = field(default_factory=dict)
+    bands: dict = field(default_factory=dict)
+    preview: dict = field(default_factory=dict)  # method -> (z, one-slice Bands)
+    errors: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    result: AnalysisResult | None = None
+
+    def apply(self, event: Any) -> None:
+        """Record one event of :func:`run_analysis`."""
+        if isinstance(event, MethodsReady):
+            self.methods = dict(event.methods)
+            self.model_id = event.model_id
+            self.notes = event.notes
+        elif isinstance(event, SlicePreview):
+            for name, b in event.bands.items():
+                self.preview[name] = (event.z, b)
+        elif isinstance(event, MethodBands):
+            self.bands[event.method] = event.bands
+            self.preview.pop(event.method, None)
+        elif isinstance(event, MethodFailed):
+            self.errors[event.method] = event.message
+            self.preview.pop(event.method, None)
+
+    def finish(self, result: AnalysisResult) -> None:
+        self.result = result
+        self.bands.update(result.bands)
+        self.errors.update(result.errors)
+        self.preview.clear()
+
+    @property
+    def shown(self) -> list[str]:
+        """Methods with bands to display (whole volume or the preview slice), in order."""
+        names = set(self.bands) | set(self.preview)
+        return [m for m in METHOD_NAMES if m in names] + sorted(names - set(METHOD_NAMES))
+
+    def snapped(self, method: str, alpha: float) -> float | None:
+        b = self.bands.get(method)
+        if b is None and method in self.preview:
+            b = self.preview[method][1]
+        return None if b is None else b.snap(alpha)
+
+    def beta(self, method: str) -> float | None:
+        b = self.bands.get(method)
+        return None if b is None else b.info.get("beta")
+
+    def numbers(self, method: str, alpha: float, truth: np.ndarray | None = None) -> dict:
+        """Band volumes (voxels, mL) at ``alpha``; TPR and inner false positives vs ``truth``."""
+        from ..conformal.metrics import band_sizes, inner_loss, tpr, voxel_volume
+
+        b = self.bands[method]
+        inner, outer = b.masks(alpha)
+        out: dict[str, float] = {"alpha": b.snap(alpha)}
+        spacing = self.spacing_zyx if self.spacing_zyx and len(self.spacing_zyx) == 3 else None
+        out.update(band_sizes(inner, outer, spacing))
+        if truth is not None:
+            fg = np.asarray(truth).reshape(inner.shape) != 0
+            fp = int(np.count_nonzero(inner & ~fg))
+            out["tpr"] = tpr(outer, fg)
+            out["inner_loss"] = inner_loss(inner, fg)
+            out["inner_fp_voxels"] = fp
+            vol = voxel_volume(spacing)
+            if vol is not None:
+                out["inner_fp_ml"] = fp * vol / 1000.0
+        return out
+
+    def can_sample(self, method: str) -> bool:
+        m = self.methods.get(method)
+        if m is None or not hasattr(m, "sample") or method not in self.bands:
+            return False
+        if method == "consign":
+            return self.result is not None and self.result.samples is not None
+        return self.result is not None
+
+    def plausible(self, method: str, alpha: float, n: int = 8, seed: int = 0) -> np.ndarray:
+        """``n`` segmentations drawn from ``method``'s set at ``alpha``: ``(n, Z, H, W)`` uint8."""
+        if not self.can_sample(method):
+            raise ConformalInputError(f"{method.upper()} offers no sampling of its set here")
+        m, res = self.methods[method], self.result
+        a = self.bands[method].snap(alpha)
+        z_count = self.shape[0]
+        out = np.zeros((n, *self.shape), dtype=np.uint8)
+        for z in range(z_count):
+            if method == "consign":
+                src = np.asarray(res.samples[z], dtype=np.float32)
+            else:
+                src = res.mean[z]
+            out[:, z] = m.sample(src, a, n, seed=(seed + z) if seed is not None else None)
+        return out

@@ -1,0 +1,256 @@
+"""The widget's plain-Python side: analysis generator, lazy views, cases, guarantee wording.
+
+No Qt and no viewer: these run without a display.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from napari_consign.calibration import BundleError
+from napari_consign.conformal.errors import Cancelled, ConformalInputError
+from napari_consign.ui import analysis as an
+from napari_consign.ui.guarantee_text import guarantee, method_label, short_guarantee
+from napari_consign.ui.layers import BandsView, DisagreementView, PreviewView
+
+N_S = 4
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    return an.build_sampler(an.ModelSpec(n_samples=N_S, device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def small_volume():
+    from napari_consign._sample_data import sample_data_path
+    from napari_consign.io import read_volume
+
+    vol = read_volume(sample_data_path("demo_scan.nii.gz")).array
+    return vol[40:44]
+
+
+def test_guarantee_wording():
+    text = guarantee("crc", 0.1)
+    assert "misses at most 10% of the lesion on average" in text
+    assert "false positives are at most 10%" in text
+    text = guarantee("consign", 0.05, beta=0.9)
+    assert "the true segmentation lies in the set for at least 95% of scans" in text
+    assert "visual summary" in text
+    assert "97.5%" in guarantee("pixelwise", 0.025)
+    assert method_label("coat") == "COAT" and method_label("pixelwise") == "Pixel-wise"
+    assert "10%" in short_guarantee("coat", 0.1)
+
+
+def test_run_analysis_visible_slice_first(sampler, small_volume, synthetic_methods):
+    cal = an.CalibrationSpec(kind="given", methods=synthetic_methods)
+    events = []
+    result = an.run_to_completion(
+        an.run_analysis(small_volume, sampler, cal, ["crc", "coat"], start_slice=2),
+        events.append,
+    )
+    kinds = [type(e).__name__ for e in events if not isinstance(e, an.Progress)]
+    assert kinds == ["MethodsReady", "SlicePreview", "MethodBands", "MethodBands"]
+    preview = next(e for e in events if isinstance(e, an.SlicePreview))
+    assert preview.z == 2 and set(preview.bands) == {"crc", "coat"}
+    # the preview came right after the first sampled slice, before the others
+    first = [i for i, e in enumerate(events) if isinstance(e, an.Progress)]
+    sampled = [e for e in events if isinstance(e, an.Progress) and e.stage == "sampling"]
+    assert sampled[0].done == 1 and events.index(preview) < first[-1]
+    assert events.index(preview) < events.index(sampled[1])
+    # the preview slice equals the whole-volume bands on that slice
+    for name, b in preview.bands.items():
+        full = result.bands[name]
+        assert b.shape == (1, *small_volume.shape[1:])
+        np.testing.assert_array_equal(b.labels(0.1)[0], full.labels(0.1)[2])
+    assert result.mean.shape == small_volume.shape
+    assert result.samples is None  # no method needed the raw samples
+
+
+def test_run_analysis_cancel(sampler, small_volume, synthetic_methods):
+    cal = an.CalibrationSpec(kind="given", methods=synthetic_methods)
+    stop = threading.Event()
+    gen = an.run_analysis(small_volume, sampler, cal, ["crc"], cancel=stop)
+    seen = []
+    with pytest.raises(Cancelled):
+        for ev in gen:
+            seen.append(ev)
+            if isinstance(ev, an.SlicePreview):
+                stop.set()
+    assert not any(isinstance(e, an.MethodBands) for e in seen)
+
+
+def test_bundles_checked_against_model(bundle_dir, foreign_bundle, builtin_model_id):
+    spec = an.CalibrationSpec(kind="files", files=(bundle_dir / "crc.npz",))
+    methods = an.load_calibrated(spec, ["crc"], builtin_model_id)
+    assert methods["crc"].n_used > 0
+    with pytest.raises(BundleError, match="calibrated for model"):
+        an.load_calibrated(
+            an.CalibrationSpec(kind="files", files=(foreign_bundle,)), ["crc"], builtin_model_id
+        )
+    with pytest.raises(BundleError, match="not coat"):
+        an.load_calibrated(spec, ["coat"], builtin_model_id)
+
+
+def test_shipped_bundle_lookup(shipped_bundles, builtin_model_id):
+    assert an.bundled_bundle_path("crc") == shipped_bundles / "crc.npz"
+    assert {"crc", "coat"} <= set(an.bundled_methods())
+    with pytest.raises(BundleError, match="no shipped calibration"):
+        an.load_calibrated(an.CalibrationSpec(), ["at"], builtin_model_id)
+
+
+def test_method_failure_is_reported_not_raised(sampler, small_volume, fake_consign):
+    """CONSIGN bundled with K = 2 needs N_s >= 3; with N_s = 2 it fails alone, clearly."""
+    two = an.build_sampler(an.ModelSpec(n_samples=2, device="cpu"))
+    cal = an.CalibrationSpec(kind="given", methods={"consign": fake_consign})
+    events = []
+    result = an.run_to_completion(
+        an.run_analysis(small_volume[:2], two, cal, ["consign"]), events.append
+    )
+    assert "consign" in result.errors and "N_s" in result.errors["consign"]
+    assert any(isinstance(e, an.MethodFailed) for e in events)
+
+
+def test_consign_volume_bands_and_sampling(sampler, small_volume, fake_consign):
+    cal = an.CalibrationSpec(kind="given", methods={"consign": fake_consign})
+    events = []
+    result = an.run_to_completion(
+        an.run_analysis(small_volume, sampler, cal, ["consign"], start_slice=1), events.append
+    )
+    b = result.bands["consign"]
+    assert b.shape == small_volume.shape
+    np.testing.assert_allclose(b.alphas, [0.05, 0.1, 0.15, 0.2])
+    inner, outer = b.masks(0.1)
+    assert not np.any(inner & ~outer)
+    assert b.snap(0.12) == pytest.approx(0.1)
+    state = an.ImageAnalysis(shape=small_volume.shape, spacing_zyx=(2.0, 2.0, 2.0))
+    for ev in events:
+        state.apply(ev)
+    state.finish(result)
+    assert state.can_sample("consign")
+    stack = state.plausible("consign", 0.1, n=3)
+    assert stack.shape == (3, *small_volume.shape) and stack.dtype == np.uint8
+
+
+def test_numbers_against_truth(sampler, small_volume, synthetic_methods):
+    cal = an.CalibrationSpec(kind="given", methods=synthetic_methods)
+    result = an.run_to_completion(an.run_analysis(small_volume, sampler, cal, ["crc"]))
+    state = an.ImageAnalysis(shape=small_volume.shape, spacing_zyx=(2.0, 2.0, 2.0))
+    state.finish(result)
+    inner, outer = result.bands["crc"].masks(0.2)
+    truth = np.zeros(small_volume.shape, np.uint8)
+    truth[outer] = 1
+    truth[0, :5, :5] = 1  # a few voxels outside the outer band
+    num = state.numbers("crc", 0.2, truth)
+    assert num["outer_ml"] == pytest.approx(outer.sum() * 8 / 1000)
+    assert num["ring_ml"] == pytest.approx((outer & ~inner).sum() * 8 / 1000)
+    assert num["tpr"] == pytest.approx(outer.sum() / truth.sum())
+    assert num["inner_fp_voxels"] == 0
+
+
+def _threshold_bands(shape=(3, 8, 10), seed=0):
+    from napari_consign.conformal.bands import Bands
+
+    rng = np.random.default_rng(seed)
+    score = rng.uniform(size=shape)
+    alphas = np.array([0.05, 0.1, 0.2, 0.3])
+    return Bands.from_thresholds(score, alphas, [0.2, 0.3, 0.4, 0.5], [0.9, 0.8, 0.7, 0.6])
+
+
+@pytest.mark.parametrize(
+    "key", [(1,), (1, slice(None), slice(None)), (slice(None), 3, slice(2, 6)), (2, 4, 5)]
+)
+def test_bands_view_matches_labels(key):
+    b = _threshold_bands()
+    view = BandsView(b, 0.11)
+    assert view.alpha == pytest.approx(0.1)
+    full = b.labels(0.1)
+    np.testing.assert_array_equal(view[key], full[key])
+    np.testing.assert_array_equal(np.asarray(view), full)
+    assert view.shape == full.shape and view.dtype == np.uint8
+
+
+def test_views_for_2d_images_and_mask_stacks():
+    from napari_consign.conformal.bands import Bands
+
+    b = _threshold_bands(shape=(1, 8, 10))
+    view = BandsView(b, 0.2, squeeze_lead=True)
+    assert view.shape == (8, 10)
+    np.testing.assert_array_equal(np.asarray(view), b.labels(0.2)[0])
+    rng = np.random.default_rng(1)
+    outer = rng.uniform(size=(2, 3, 8, 10)) < 0.5
+    inner = outer & (rng.uniform(size=outer.shape) < 0.5)
+    stack = Bands.from_mask_stack(np.array([0.1, 0.2]), inner, outer, "consign")
+    view = BandsView(stack, 0.19)
+    np.testing.assert_array_equal(view[1], stack.labels(0.2)[1])
+    preview = PreviewView((3, 8, 10), 2, _threshold_bands(shape=(1, 8, 10)), 0.1, False)
+    arr = np.asarray(preview)
+    assert not arr[:2].any() and arr.shape == (3, 8, 10)
+
+
+def test_disagreement_view():
+    a, b = _threshold_bands(seed=0), _threshold_bands(seed=1)
+    view = DisagreementView(a, 0.1, b, 0.2)
+    oa, ob = a.masks(0.1)[1], b.masks(0.2)[1]
+    arr = np.asarray(view)
+    np.testing.assert_array_equal(arr == 1, oa & ~ob)
+    np.testing.assert_array_equal(arr == 2, ob & ~oa)
+    np.testing.assert_array_equal(arr == 3, oa & ob)
+
+
+def test_read_cases_npz_and_folder(tmp_path):
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(30, 16, 16)).astype(np.float32)
+    masks = (rng.uniform(size=(30, 16, 16)) > 0.8).astype(np.uint8)
+    np.savez(tmp_path / "cases.npz", images=images, masks=masks)
+    cases = an.read_cases(tmp_path / "cases.npz", max_cases=12)
+    assert cases.n_units == 12 and cases.n_train == 6  # half as many training units
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(2):
+        sitk.WriteImage(sitk.GetImageFromArray(images[:5]), str(folder / f"s{i}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(masks[:5]), str(folder / f"s{i}_mask.nii.gz"))
+    assert len(an.find_case_pairs(folder)) == 2
+    cases = an.read_cases(folder, max_cases=100)
+    assert cases.n_units + cases.n_train == 10
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConformalInputError, match="no image \\+ mask"):
+        an.read_cases(tmp_path / "empty", max_cases=5)
+    np.savez(tmp_path / "bad.npz", x=images)
+    with pytest.raises(ConformalInputError, match="'images'"):
+        an.read_cases(tmp_path / "bad.npz")
+
+
+def test_calibrate_now_crc_and_pixelwise(sampler, tmp_path, builtin_model_id):
+    from napari_consign._sample_data import sample_data_path
+    from napari_consign.calibration import load_bundle
+
+    cases = an.read_cases(sample_data_path("cases2d.npz"), max_cases=16)
+    fitted = an.run_to_completion(an.calibrate_methods(sampler, cases, ["crc", "pixelwise"]))
+    assert fitted["crc"].n_used == 16 and fitted["pixelwise"].n_used == 16
+    written, problems = an.save_bundles({"crc": fitted["crc"]}, tmp_path, builtin_model_id)
+    assert not problems
+    assert load_bundle(written[0], model_id=builtin_model_id).n_used == 16
+
+
+def test_ensemble_of_model_files():
+    from napari_consign._sample_data import sample_data_path
+
+    pt = sample_data_path("unet_lesions.pt")
+    spec = an.ModelSpec(paths=(pt, pt), device="cpu")
+    assert spec.describe == "ensemble of 2 models"
+    sampler = an.build_sampler(spec)
+    assert sampler.mode == "ensemble" and sampler.n_samples == 2
+    single = an.build_sampler(an.ModelSpec(paths=(pt,), device="cpu", n_samples=3))
+    assert single.identity == json_sha(pt.with_suffix(".json"))
+
+
+def json_sha(path):
+    import json
+
+    return json.loads(path.read_text())["sha256"]
