@@ -2,6 +2,16 @@
 
 import os
 
-import torch  # noqa: F401  (import order matters: before Qt)
+import pytest
+import torch  # import order matters: before Qt
 
 os.environ.setdefault("NAPARI_CONSIGN_DEVICE", "cpu")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for tiny tensors: fastest on a shared 2-core machine, and stable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,12 +25,7 @@ from napari_consign.synthetic import lesion_cases
 FAST = SearchSettings(n_lhs=64, n_starts=4, max_steps=100, patience=20)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class MonotoneCertificates:

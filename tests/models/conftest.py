@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from models_helpers import make_tiny_unet
 
 from napari_consign.models.unet import UNet
@@ -15,9 +14,5 @@ def tiny_unet() -> UNet:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: fastest on a shared 2-core machine, and stable results."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """Every models test runs on one torch thread (see tests/conftest.py)."""
