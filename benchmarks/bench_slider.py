@@ -73,8 +73,8 @@ def demo_volume(quick: bool, n_samples: int):
     vol = read_volume(sample_data_path("demo_scan.nii.gz")).array
     if quick:
         return synthetic_map(vol.shape, seed=1), synthetic_crc(), "demo shape, synthetic map"
+    from napari_consign.analysis import ModelSpec, build_sampler, bundled_bundle_path
     from napari_consign.calibration import load_bundle
-    from napari_consign.ui.analysis import ModelSpec, build_sampler, bundled_bundle_path
 
     sampler = build_sampler(ModelSpec(n_samples=n_samples, device="auto"))
     mean = sampler.run(vol)["mean"]

@@ -64,7 +64,7 @@ def foreign_bundle(tmp_path_factory, synthetic_methods) -> Path:
 @pytest.fixture
 def shipped_bundles(monkeypatch, bundle_dir) -> Path:
     """Make the widget find ``bundle_dir`` where the shipped bundles live."""
-    from napari_consign.ui import analysis
+    from napari_consign import analysis
 
     monkeypatch.setattr(analysis, "bundled_bundle_dir", lambda: bundle_dir)
     return bundle_dir

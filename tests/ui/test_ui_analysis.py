@@ -10,9 +10,10 @@ import threading
 import numpy as np
 import pytest
 
+from napari_consign import analysis as an
 from napari_consign.calibration import BundleError
+from napari_consign.cases import find_case_pairs
 from napari_consign.conformal.errors import Cancelled, ConformalInputError
-from napari_consign.ui import analysis as an
 from napari_consign.ui.guarantee_text import guarantee, method_label, short_guarantee
 from napari_consign.ui.layers import BandsView, DisagreementView, PreviewView
 
@@ -215,7 +216,7 @@ def test_read_cases_npz_and_folder(tmp_path):
     for i in range(2):
         sitk.WriteImage(sitk.GetImageFromArray(images[:5]), str(folder / f"s{i}.nii.gz"))
         sitk.WriteImage(sitk.GetImageFromArray(masks[:5]), str(folder / f"s{i}_mask.nii.gz"))
-    assert len(an.find_case_pairs(folder)) == 2
+    assert len(find_case_pairs(folder)) == 2
     cases = an.read_cases(folder, max_cases=100)
     assert cases.n_units + cases.n_train == 10
     (tmp_path / "empty").mkdir()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from ui_helpers import open_scan, wait_done
 
+from napari_consign.analysis import METHOD_NAMES
 from napari_consign.io import GEOMETRY_KEY
-from napari_consign.ui.analysis import METHOD_NAMES
 from napari_consign.ui.layers import BandsView, PreviewView
 
 

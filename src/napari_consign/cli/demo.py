@@ -86,7 +86,7 @@ def _parse_slices(text: str | None, n: int) -> tuple[int, int] | None:
 
 
 def _check_args(args: argparse.Namespace) -> list[str]:
-    from ..ui.analysis import METHOD_NAMES
+    from ..analysis import METHOD_NAMES
 
     methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHOD_NAMES]
@@ -171,8 +171,8 @@ def _prepare_scan(work: Path, slices: tuple[int, int] | None) -> tuple[Path, Pat
 
 
 def _calibration(widget, methods: list[str], bundles: Path | None) -> str:
+    from .. import analysis as an
     from .._sample_data import sample_data_path
-    from ..ui import analysis as an
 
     if bundles is not None:
         files = [bundles / f"{m}.npz" for m in methods]

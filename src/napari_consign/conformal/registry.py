@@ -61,10 +61,14 @@ METHODS: dict[str, str] = {
 }
 
 
-def make_method(name: str, options: MethodOptions | None = None) -> EvaluableMethod:
-    """Instantiate the method called ``name``."""
+def method_class(name: str) -> type:
+    """The class implementing the method called ``name`` (imported on first use)."""
     if name not in METHODS:
         raise ConformalInputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     module, _, cls = METHODS[name].partition(":")
-    factory = getattr(importlib.import_module(module, __package__), cls)
-    return factory(options or MethodOptions())
+    return getattr(importlib.import_module(module, __package__), cls)
+
+
+def make_method(name: str, options: MethodOptions | None = None) -> EvaluableMethod:
+    """Instantiate the method called ``name``."""
+    return method_class(name)(options or MethodOptions())

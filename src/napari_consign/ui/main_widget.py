@@ -4,8 +4,9 @@
 thin shell over :mod:`.analysis` (models, calibrations, the analysis generator), :mod:`.layers`
 (lazy band layers on the scan's geometry) and :mod:`.compare` (side by side, disagreement):
 
-* **Run** starts :func:`.analysis.run_analysis` off the GUI thread (:mod:`._workers`); the slice
-  on screen is sampled first and its bands appear at once, the rest of the volume follows.
+* **Run** starts :func:`napari_consign.analysis.run_analysis` off the GUI thread
+  (:mod:`._workers`); the slice on screen is sampled first and its bands appear at once, the
+  rest of the volume follows.
   **Cancel** stops at the next slice; a cancelled or failed run leaves nothing half-added.
 * The **alpha slider** (0.01-0.50, step 0.01) re-reads every method's ``Bands``: no
   recomputation. Each method snaps to its own grid (CONSIGN: 0.05 steps) and the table shows the
@@ -53,7 +54,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from . import analysis as an
+from .. import analysis as an
 from ._workers import Job, start_job
 from .compare import CompareView
 from .guarantee_text import guarantee, method_label
@@ -450,10 +451,8 @@ class ConsignWidget(QWidget):
         kind = getattr(self, "_cal_kind", "bundled")
         out: dict[str, str] = {}
         for m in an.METHOD_NAMES:
-            if an.method_class(m) is None:
-                out[m] = f"{method_label(m)} is not available in this installation"
-            elif kind == "bundled":
-                ok = an.bundled_bundle_path(m).is_file() and an.bundle_loadable(m)
+            if kind == "bundled":
+                ok = an.bundled_bundle_path(m).is_file()
                 out[m] = "" if ok else f"no shipped bundle ({an.bundled_bundle_path(m).name})"
             elif kind == "files":
                 held = set()

@@ -20,7 +20,6 @@ All alpha-dependent work happens in ``Bands``; the slider only reads them.
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from collections.abc import Callable, Generator, Sequence
@@ -30,45 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from ..conformal.errors import Cancelled, ConformalInputError
-from ..conformal.errors import is_cancelled as _is_cancelled
+from .conformal.errors import Cancelled, ConformalInputError
+from .conformal.errors import is_cancelled as _is_cancelled
+from .conformal.registry import METHODS, method_class
 
-#: Methods the widget knows, in display order, with the class that implements each.
-METHOD_CLASSES: dict[str, str] = {
-    "crc": "napari_consign.conformal.crc:CRC",
-    "at": "napari_consign.conformal.adaptive:AT",
-    "coat": "napari_consign.conformal.adaptive:COAT",
-    "consign": "napari_consign.conformal.consign:CONSIGN",
-    "pixelwise": "napari_consign.conformal.pixelwise:PixelwiseAPS",
-}
-METHOD_NAMES: tuple[str, ...] = tuple(METHOD_CLASSES)
+#: Methods the widget offers, in display order (the core's registry).
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 #: Methods that need the raw Monte-Carlo samples of every slice (not only mean and variance).
 NEEDS_SAMPLES = frozenset({"consign"})
 #: Methods that train a threshold predictor before calibration.
 NEEDS_TRAINING = frozenset({"at", "coat"})
-NOTHREADS_ENV = "NAPARI_CONSIGN_NOTHREADS"
 
 
 # --------------------------------------------------------------------------- methods
-
-
-def method_class(name: str) -> type | None:
-    """The class implementing ``name``, or None when this installation lacks it."""
-    target = METHOD_CLASSES.get(name)
-    if target is None:
-        return None
-    module, _, cls = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError):
-        return None
-
-
-def bundle_loadable(name: str) -> bool:
-    """Whether calibration bundles of ``name`` can be loaded (the core's method registry)."""
-    from ..conformal.registry import METHODS
-
-    return name in METHODS
 
 
 def bundled_bundle_dir() -> Path:
@@ -84,22 +57,13 @@ def bundled_bundle_path(name: str) -> Path:
 
 
 def bundled_methods() -> list[str]:
-    """Methods that have a shipped bundle this installation can load."""
-    return [
-        m
-        for m in METHOD_NAMES
-        if bundled_bundle_path(m).is_file() and bundle_loadable(m) and method_class(m)
-    ]
-
-
-def calibratable_methods() -> list[str]:
-    """Methods this installation can calibrate now (their class exists)."""
-    return [m for m in METHOD_NAMES if method_class(m) is not None]
+    """Methods that have a shipped bundle."""
+    return [m for m in METHOD_NAMES if bundled_bundle_path(m).is_file()]
 
 
 def bundle_method(path: str | Path) -> str:
     """Name of the method stored in a bundle file (raises ``BundleError`` for a bad file)."""
-    from ..calibration import read_bundle_header
+    from .calibration import read_bundle_header
 
     return str(read_bundle_header(path)["method"])
 
@@ -132,7 +96,7 @@ class ModelSpec:
 
 def build_sampler(spec: ModelSpec) -> Any:
     """Load the model(s) of ``spec`` on its device and return a ready ``Sampler``."""
-    from ..models import Sampler, load_builtin_model, load_model, resolve_device
+    from .models import Sampler, load_builtin_model, load_model, resolve_device
 
     device = resolve_device(spec.device)
     if not spec.paths:
@@ -183,7 +147,7 @@ def load_calibrated(spec: CalibrationSpec, wanted: Sequence[str], model_id: str)
     Raises ``BundleError`` (a ``ConformalInputError``) for a missing bundle, a broken file or
     a bundle made for another model.
     """
-    from ..calibration import BundleError, load_bundle
+    from .calibration import BundleError, load_bundle
 
     out: dict[str, Any] = {}
     if spec.kind == "bundled":
@@ -241,49 +205,6 @@ class CalibrationCases:
         return int(sum(len(a) for a in self.train_images))
 
 
-MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "_gt")
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
-
-def _nifti_stem(name: str) -> str | None:
-    low = name.lower()
-    for s in NIFTI_SUFFIXES:
-        if low.endswith(s):
-            return name[: -len(s)]
-    return None
-
-
-def find_case_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
-    """Image/mask NIfTI pairs in ``folder``: ``X.nii.gz`` + ``X_mask.nii.gz`` (or ``_seg``,
-    ``_label(s)``, ``_gt``), or sub-folders ``images/`` and ``masks/`` (or ``labels/``) holding
-    files of the same names."""
-    folder = Path(folder)
-    pairs: list[tuple[Path, Path]] = []
-    img_dir = folder / "images"
-    for sub in ("masks", "labels"):
-        mask_dir = folder / sub
-        if img_dir.is_dir() and mask_dir.is_dir():
-            for f in sorted(img_dir.iterdir()):
-                if _nifti_stem(f.name) is not None and (mask_dir / f.name).is_file():
-                    pairs.append((f, mask_dir / f.name))
-            if pairs:
-                return pairs
-    files = {f.name: f for f in folder.iterdir() if f.is_file()}
-    for name, f in sorted(files.items()):
-        stem = _nifti_stem(name)
-        if stem is None or any(stem.lower().endswith(s) for s in MASK_SUFFIXES):
-            continue
-        for s in MASK_SUFFIXES:
-            match = next(
-                (g for n, g in files.items() if _nifti_stem(n) == stem + s),
-                None,
-            )
-            if match is not None:
-                pairs.append((f, match))
-                break
-    return pairs
-
-
 def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=k, replace=False)) if n > k else np.arange(n)
 
@@ -292,41 +213,18 @@ def read_cases(
     source: str | Path, max_cases: int = 200, seed: int = 0, train_fraction: float = 1 / 3
 ) -> CalibrationCases:
     """Calibration units from an NPZ (``images``/``masks``, optional ``scale``, ``split`` and
-    ``split_names`` as in ``sample_data/cases2d.npz``) or a folder of image + mask NIfTI files
-    (every axial slice is a unit). Without split names, ``train_fraction`` of the units train
-    AT/COAT predictors and the rest calibrate. At most ``max_cases`` calibration units (and
-    half as many training units) are drawn, seeded."""
+    ``split_names`` as in ``sample_data/cases2d.npz``) or a folder of labelled scans
+    (:mod:`napari_consign.cases`: every axial slice with structure is a unit). Without split
+    names, ``train_fraction`` of the units train AT/COAT predictors and the rest calibrate. At
+    most ``max_cases`` calibration units (and half as many training units) are drawn, seeded."""
     source = Path(source)
     rng = np.random.default_rng(seed)
     if not source.exists():
         raise ConformalInputError(f"{source}: no such file or folder")
     if source.is_dir():
-        pairs = find_case_pairs(source)
-        if not pairs:
-            raise ConformalInputError(
-                f"{source} holds no image + mask NIfTI pairs: name them X.nii.gz and "
-                "X_mask.nii.gz, or put them in images/ and masks/ with the same names"
-            )
-        from ..io import read_volume
+        from .cases import read_units
 
-        imgs, masks = [], []
-        for img_path, mask_path in pairs:
-            vi, vm = read_volume(img_path), read_volume(mask_path)
-            if vi.array.shape != vm.array.shape:
-                raise ConformalInputError(
-                    f"{mask_path.name} has shape {vm.array.shape}, its image "
-                    f"{img_path.name} {vi.array.shape}: a mask must lie on its image's grid"
-                )
-            imgs.append(vi.array.astype(np.float32))
-            masks.append((vm.array != 0).astype(np.uint8))
-        images = np.concatenate(imgs) if len({a.shape[1:] for a in imgs}) == 1 else None
-        if images is None:
-            raise ConformalInputError(
-                "the scans in the folder have different in-plane sizes "
-                f"({sorted({a.shape[1:] for a in imgs})}); calibrate on scans of one size"
-            )
-        all_masks = np.concatenate(masks)
-        desc = f"{len(pairs)} scan(s) in {source.name}"
+        images, all_masks, desc = read_units(source)
         split = None
     else:
         try:
@@ -453,7 +351,7 @@ def consign_volume_bands(method: Any, samples: np.ndarray) -> Any:
     ``samples`` is ``(Z, N_s, H, W)``. Bundled CONSIGN calibrations answer only for the alphas
     stored in them, so those are the grid.
     """
-    from ..conformal.bands import Bands
+    from .conformal.bands import Bands
 
     stored = method.state().get("lambda_stars") or {}
     alphas = sorted(float(a) for a in stored) or None
@@ -513,9 +411,9 @@ def calibrate_methods(
     Yields :class:`Progress`; returns ``{method: calibrated object}``. AT/COAT train their
     threshold predictor on ``cases.train_*`` (never the calibration units).
     """
-    from ..conformal.dataset import SegmentationSet
-    from ..conformal.registry import MethodOptions
-    from ..models import KeepSamples, Moments, SamplingCancelled
+    from .conformal.dataset import SegmentationSet
+    from .conformal.registry import MethodOptions
+    from .models import KeepSamples, Moments, SamplingCancelled
 
     keep = any(m in NEEDS_SAMPLES for m in wanted)
     train_needed = any(m in NEEDS_TRAINING for m in wanted)
@@ -555,8 +453,6 @@ def calibrate_methods(
         _check_cancel(cancel)
         yield Progress("calibrating", i, len(wanted), f"calibrating {name.upper()}")
         cls = method_class(name)
-        if cls is None:
-            raise ConformalInputError(f"{name.upper()} is not available in this installation")
         cal = sets["calibration"]
         if name == "consign":
             k = max(1, min(5, sampler.n_samples - 1))
@@ -578,7 +474,7 @@ def calibrate_methods(
 
 def save_bundles(methods: dict, folder: str | Path, model_id: str) -> tuple[list[Path], list[str]]:
     """Save each calibrated method as ``<folder>/<method>.npz``; returns (written, problems)."""
-    from ..calibration import save_bundle
+    from .calibration import save_bundle
 
     written, problems = [], []
     for name, m in methods.items():
@@ -611,7 +507,7 @@ def run_analysis(
     ``sampler_cache`` likewise keeps the loaded model per :class:`ModelSpec`. Cancelling
     raises :class:`~napari_consign.conformal.errors.Cancelled` at the next step.
     """
-    from ..models import KeepSamples, Moments, SamplingCancelled
+    from .models import KeepSamples, Moments, SamplingCancelled
 
     volume = np.asarray(volume)
     if volume.ndim != 3:
@@ -791,7 +687,7 @@ class ImageAnalysis:
 
     def numbers(self, method: str, alpha: float, truth: np.ndarray | None = None) -> dict:
         """Band volumes (voxels, mL) at ``alpha``; TPR and inner false positives vs ``truth``."""
-        from ..conformal.metrics import band_sizes, inner_loss, tpr, voxel_volume
+        from .conformal.metrics import band_sizes, inner_loss, tpr, voxel_volume
 
         b = self.bands[method]
         inner, outer = b.masks(alpha)

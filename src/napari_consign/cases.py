@@ -1,0 +1,227 @@
+"""Labelled scans on disk: the pairing rule, their 2D units, and sampling one scan.
+
+Pairing rule (the widget's "calibrate now" and ``napari-consign calibrate`` alike):
+
+* ``X.nii.gz`` (or ``.nii``) next to ``X_mask.nii.gz`` (or ``_seg``, ``_label``, ``_labels``,
+  ``_gt``), in one folder; or
+* sub-folders ``images/`` and ``masks/`` (or ``labels/``) holding entries of the same name:
+  NIfTI files, or DICOM series folders (a DICOM image may have a NIfTI mask of the same stem).
+
+Every image must have a mask and every mask an image: an unpaired entry is an error, never
+silently skipped. A mask must lie on its image's voxel grid. Each axial slice whose mask is
+not empty becomes one 2D unit (slices without structure have no defined coverage; the
+evaluation excludes empty masks too); all scans must share one in-plane size.
+
+Nothing here imports Qt or napari; torch and SimpleITK are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .conformal.dataset import SegmentationSet
+from .conformal.errors import ConformalInputError
+
+MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "_gt")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+class CasesError(ConformalInputError):
+    """A folder of labelled scans that breaks the pairing rule or does not read."""
+
+
+def nifti_stem(name: str) -> str | None:
+    """``"X"`` for ``"X.nii.gz"`` or ``"X.nii"`` (any case), else None."""
+    low = name.lower()
+    for s in NIFTI_SUFFIXES:
+        if low.endswith(s):
+            return name[: -len(s)]
+    return None
+
+
+def _entry_stem(path: Path) -> str:
+    return (nifti_stem(path.name) or path.stem) if path.is_file() else path.name
+
+
+def _entries(folder: Path) -> dict[str, Path]:
+    """NIfTI files and sub-folders (DICOM series) of ``folder`` by stem."""
+    return {
+        _entry_stem(p): p
+        for p in sorted(folder.iterdir())
+        if not p.name.startswith(".") and (p.is_dir() or nifti_stem(p.name) is not None)
+    }
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+def _split_folder_pairs(folder: Path, img_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
+    images, masks = _entries(img_dir), _entries(mask_dir)
+    unpaired = sorted(set(images) ^ set(masks))
+    if unpaired:
+        raise CasesError(
+            f"{folder}: {len(unpaired)} unpaired {_plural(len(unpaired), 'entry', 'entries')} "
+            f"in images/ and {mask_dir.name}/ ({', '.join(unpaired[:3])}); every image "
+            "needs a mask of the same name"
+        )
+    return [(images[k], masks[k]) for k in sorted(images)]
+
+
+def _flat_pairs(folder: Path) -> list[tuple[Path, Path]]:
+    stems = {
+        nifti_stem(f.name): f
+        for f in sorted(folder.iterdir())
+        if f.is_file() and nifti_stem(f.name) is not None
+    }
+    pairs, used = [], set()
+    for stem, image in stems.items():
+        if any(stem.lower().endswith(s) for s in MASK_SUFFIXES):
+            continue
+        mask = next((stems[stem + s] for s in MASK_SUFFIXES if stem + s in stems), None)
+        if mask is not None:
+            pairs.append((image, mask))
+            used |= {image, mask}
+    loose = sorted(f.name for f in stems.values() if f not in used)
+    if loose:
+        raise CasesError(
+            f"{folder}: unpaired file(s) {', '.join(loose[:3])}; name pairs X.nii.gz + "
+            f"X{MASK_SUFFIXES[0]}.nii.gz or use images/ and masks/ with equal names"
+        )
+    return pairs
+
+
+def find_case_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
+    """Image/mask pairs of ``folder`` by the pairing rule, sorted by name.
+
+    Raises :class:`CasesError` when the folder is missing, holds no pair, or holds an entry
+    without its partner.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CasesError(f"{folder}: no such folder")
+    img_dir = folder / "images"
+    mask_dir = next((folder / s for s in ("masks", "labels") if (folder / s).is_dir()), None)
+    if img_dir.is_dir() and mask_dir is not None:
+        pairs = _split_folder_pairs(folder, img_dir, mask_dir)
+    else:
+        pairs = _flat_pairs(folder)
+    if not pairs:
+        raise CasesError(
+            f"{folder} holds no image + mask pairs: name them X.nii.gz and X_mask.nii.gz, or "
+            "put them in images/ and masks/ with the same names"
+        )
+    return pairs
+
+
+def read_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """The slices with structure of one scan: ``(images, masks, n_empty_slices)``.
+
+    ``images`` is float32 ``(Z', H, W)``, ``masks`` uint8 0/1 (any non-zero label is
+    structure); slices whose mask is empty are left out and counted.
+    """
+    from .io import read_volume
+
+    vi, vm = read_volume(image), read_volume(mask)
+    if vi.array.shape != vm.array.shape:
+        raise CasesError(
+            f"{mask.name}: shape {vm.array.shape} (z, y, x) differs from its image {image.name} "
+            f"{vi.array.shape}; a mask must lie on its image's voxel grid"
+        )
+    masks = (vm.array != 0).astype(np.uint8)
+    keep = np.flatnonzero(masks.any(axis=(1, 2)))
+    return vi.array[keep].astype(np.float32), masks[keep], int(masks.shape[0] - keep.size)
+
+
+def _check_one_size(shapes: set[tuple[int, ...]]) -> None:
+    if len(shapes) > 1:
+        raise CasesError(
+            f"the scans have different in-plane sizes {sorted(shapes)}; calibrate on scans of "
+            "one size"
+        )
+
+
+def read_units(folder: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Every slice with structure of every scan in ``folder``, stacked.
+
+    Returns ``(images, masks, description)``: float32 and uint8 ``(n, H, W)`` stacks, and a
+    sentence saying how many scans and slices were read and how many empty slices left out.
+    """
+    pairs = find_case_pairs(folder)
+    parts = [read_pair(image, mask) for image, mask in pairs]
+    _check_one_size({p[0].shape[1:] for p in parts})
+    images = np.concatenate([p[0] for p in parts])
+    masks = np.concatenate([p[1] for p in parts])
+    n_empty = sum(p[2] for p in parts)
+    description = (
+        f"{len(pairs)} scan(s) in {Path(folder).name}: {len(images)} slices with structure, "
+        f"{n_empty} empty slices left out"
+    )
+    return images, masks, description
+
+
+def stack_sets(sets: list[SegmentationSet]) -> SegmentationSet:
+    """One :class:`SegmentationSet` of the units of several (one in-plane size required).
+
+    Samples (and images) are kept only when every part has them.
+    """
+    _check_one_size({tuple(s.masks.shape[1:]) for s in sets})
+
+    def joined(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+    return SegmentationSet(
+        joined([s.samples for s in sets]),
+        np.concatenate([s.scores for s in sets]),
+        np.concatenate([s.masks for s in sets]),
+        joined([s.images for s in sets]),
+    )
+
+
+def scan_seed(seed: int, index: int) -> int:
+    """The sampling seed of scan number ``index``: fixed, whichever worker samples it."""
+    return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1)[0] >> 1)
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """One labelled scan to sample: its paths, seed and the sampler settings."""
+
+    index: int
+    image: Path
+    mask: Path
+    seed: int
+    model_paths: tuple[Path, ...]
+    mode: str
+    n_samples: int
+    device: str
+    keep_samples: bool
+
+
+def sample_scan(job: ScanJob, _shared: Any = None) -> dict:
+    """Sample the slices with structure of one scan (a job of :func:`.parallel.map_jobs`).
+
+    Returns ``{"name", "n_empty", "n_units", "data", "identity"}``; ``data`` is a
+    :class:`SegmentationSet` (None when every slice is empty), without the samples unless
+    ``job.keep_samples``. One torch thread, so the numbers do not depend on the worker layout.
+    """
+    from .analysis import ModelSpec, build_sampler
+    from .pipeline import sample_cases
+
+    images, masks, n_empty = read_pair(job.image, job.mask)
+    out = {"name": job.image.name, "n_empty": n_empty, "n_units": len(images), "data": None}
+    if len(images) == 0:
+        return out
+    spec = ModelSpec(job.model_paths, job.mode, job.n_samples, job.device, job.seed)
+    sampler = build_sampler(spec)
+    sampler.num_threads = 1
+    data = sample_cases(sampler, images, masks)
+    if not job.keep_samples:
+        data = SegmentationSet(None, data.scores, data.masks, data.images)
+    out["data"] = data
+    out["identity"] = sampler.identity
+    return out
