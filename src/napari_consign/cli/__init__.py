@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from ..conformal.errors import ConformalInputError
 from ..io.errors import ConsignIOError
-from . import demo, evaluate, sample
+from . import calibrate, demo, evaluate, predict, sample
 from .errors import CLIError
 
-SUBCOMMANDS = (evaluate, sample, demo)
+SUBCOMMANDS = (calibrate, predict, evaluate, sample, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

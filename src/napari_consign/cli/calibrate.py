@@ -1,0 +1,204 @@
+"""``napari-consign calibrate``: labelled scans (or an NPZ of samples) to calibration bundles.
+
+    napari-consign calibrate --cases DIR --methods crc,coat --out DIR
+                             [--train DIR | --train-fraction 0.25] [--model FILE ...]
+                             [--n-samples 10] [--workers N | --scheduler ADDRESS]
+    napari-consign calibrate --samples FILE.npz --methods crc --out DIR [--model-id ID]
+
+Scans are paired by the rule in :mod:`napari_consign.cases`; every axial slice with a
+non-empty mask is one 2D unit. Each scan is sampled with the chosen model (default: the bundled
+UNet) under its own seed, serially or as one Dask job per scan (``--workers``/``--scheduler``):
+the bundles are identical either way. AT/COAT train their threshold predictor on separate
+scans: ``--train DIR`` or ``--train-fraction`` of the scans (whole scans, drawn with
+``--seed``). One bundle per method is written to ``--out`` as ``<method>.npz``, with the model
+identity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..conformal.registry import METHODS
+from .errors import CLIError
+from .options import (
+    add_method_arguments,
+    add_scale_out_arguments,
+    map_scaled,
+    method_options,
+    parse_methods,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate conformal methods on labelled scans; write one bundle per method",
+        description="Calibrate methods on a folder of image + mask scans (X.nii.gz + "
+        "X_mask.nii.gz, or images/ + masks/ with equal names; NIfTI or DICOM folders) or on "
+        "an NPZ of Monte-Carlo samples, and write <method>.npz bundles.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cases", type=Path, help="folder of image + mask pairs")
+    src.add_argument("--samples", type=Path, help="NPZ of samples + masks (NPZ contract)")
+    p.add_argument("--out", required=True, type=Path, help="folder for the bundles")
+    p.add_argument("--methods", default="crc", help=f"comma-separated: {', '.join(METHODS)}")
+    p.add_argument("--train", type=Path, help="AT/COAT: folder of scans to train predictors on")
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.25,
+        help="AT/COAT without --train: fraction of the scans (NPZ: units) used for "
+        "training, never for calibration (default 0.25)",
+    )
+    p.add_argument("--model", type=Path, action="append", help="model file(s); default bundled")
+    p.add_argument("--mode", choices=("mc_dropout", "tta", "ensemble"), default="mc_dropout")
+    p.add_argument("--n-samples", type=int, default=10, help="N_s per slice (default 10)")
+    p.add_argument("--model-id", help="--samples only: model identity if the NPZ lacks one")
+    p.add_argument("--seed", type=int, default=0, help="sampling, split and training seed")
+    p.add_argument("--overwrite", action="store_true", help="replace existing bundles")
+    add_method_arguments(p)
+    add_scale_out_arguments(p)
+    p.set_defaults(run=run)
+
+
+def _say(args, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def _sample_folders(args, folders: list[Path], keep: bool) -> tuple[list[list], str, list[str]]:
+    """Sample every scan of ``folders`` (one job per scan); per folder, its sets."""
+    from ..cases import ScanJob, find_case_pairs, sample_scan, scan_seed
+
+    pairs = [find_case_pairs(f) for f in folders]
+    jobs, index = [], 0
+    for group in pairs:
+        for image, mask in group:
+            jobs.append(
+                ScanJob(
+                    index,
+                    image,
+                    mask,
+                    scan_seed(args.seed, index),
+                    tuple(args.model or ()),
+                    "ensemble" if len(args.model or ()) > 1 else args.mode,
+                    args.n_samples,
+                    args.device,
+                    keep,
+                )
+            )
+            index += 1
+    results = map_scaled(sample_scan, jobs, args, "sampling scans")
+    empty_scans = [r["name"] for r in results if r["data"] is None]
+    notes = [
+        f"{len(results)} scan(s): {sum(r['n_units'] for r in results)} slices with structure "
+        f"become 2D units; {sum(r['n_empty'] for r in results)} slices with an empty mask are "
+        "left out"
+        + (f" (scans without structure: {', '.join(empty_scans[:3])})" if empty_scans else "")
+    ]
+    identity = next((r["identity"] for r in results if r["data"] is not None), None)
+    if identity is None:
+        raise CLIError("every mask is empty: no slice has structure to calibrate on")
+    out, start = [], 0
+    for group in pairs:
+        chunk = results[start : start + len(group)]
+        out.append([r["data"] for r in chunk if r["data"] is not None])
+        start += len(group)
+    return out, identity, notes
+
+
+def _train_cal_order(n: int, fraction: float, seed: int, what: str) -> tuple[list, list]:
+    """Indices of the training and calibration parts: ``fraction`` of ``n`` items train."""
+    n_train = round(fraction * n)
+    if not 1 <= n_train < n:
+        raise CLIError(
+            f"{n} {what} cannot give {fraction:g} of them for training and the rest for "
+            "calibration; add data, change --train-fraction or use --train"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return list(order[:n_train]), list(order[n_train:])
+
+
+def _from_npz(args, needs_training: bool):
+    from ..npz_contract import load_segmentation_set
+
+    data = load_segmentation_set(args.samples)
+    with np.load(args.samples, allow_pickle=False) as z:
+        stored = str(z["model_identity"]) if "model_identity" in z.files else None
+    identity = stored or args.model_id
+    if identity is None:
+        raise CLIError(
+            f"{args.samples} records no model_identity; pass --model-id (the model's sha256)"
+        )
+    if not needs_training:
+        return None, data, identity
+    train, cal = _train_cal_order(len(data), args.train_fraction, args.seed, "units")
+    return data.subset(np.array(train)), data.subset(np.array(cal)), identity
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import NEEDS_TRAINING
+    from ..calibration import save_bundle
+    from ..cases import stack_sets
+    from ..pipeline import fit_methods
+
+    names = parse_methods(args.methods)
+    options = method_options(args)
+    needs_training = any(m in NEEDS_TRAINING for m in names)
+    targets = [args.out / f"{m}.npz" for m in names]
+    existing = [t.name for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise CLIError(f"{args.out} already holds {', '.join(existing)}; pass --overwrite")
+    if not 0.0 < args.train_fraction < 1.0:
+        raise CLIError(f"--train-fraction must lie in (0, 1), got {args.train_fraction}")
+    if args.n_samples < 1:
+        raise CLIError("--n-samples must be at least 1")
+
+    notes: list[str] = []
+    if args.samples is not None:
+        if not args.samples.is_file():
+            raise CLIError(f"{args.samples}: no such file")
+        train, cal, identity = _from_npz(args, needs_training)
+    else:
+        keep = "consign" in names or "pixelwise" in names or args.use_variance
+        folders = [args.cases] + ([args.train] if args.train and needs_training else [])
+        groups, identity, notes = _sample_folders(args, folders, keep)
+        if args.train is not None and needs_training:
+            train, cal = stack_sets(groups[1]), stack_sets(groups[0])
+        elif needs_training:
+            tr, ca = _train_cal_order(
+                len(groups[0]), args.train_fraction, args.seed, "scan(s) with structure"
+            )
+            train = stack_sets([groups[0][i] for i in tr])
+            cal = stack_sets([groups[0][i] for i in ca])
+        else:
+            train, cal = None, stack_sets(groups[0])
+    for line in notes:
+        _say(args, line)
+    _say(
+        args,
+        f"calibrating {', '.join(names)} on {len(cal)} units"
+        + (f", training predictors on {len(train)}" if train is not None else ""),
+    )
+    from ..parallel import progress_bar
+
+    with progress_bar(len(names), "calibrating", args.quiet) as bar:
+        fitted = fit_methods(names, cal, train, options, progress=lambda _: bar.update(1))
+    extra = {
+        "n_samples": args.n_samples,
+        "mode": args.mode,
+        "seed": args.seed,
+        "calibration": str(args.samples or args.cases),
+        "n_cal_units": len(cal),
+        "n_train_units": 0 if train is None else len(train),
+    }
+    for (name, method), target in zip(fitted.items(), targets, strict=True):
+        if name == "consign":
+            method.calibrate_alphas()
+        save_bundle(target, method, identity, overwrite=args.overwrite, extra=extra)
+        print(f"{name}: {target}")
+    return 0
