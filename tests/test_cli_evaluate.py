@@ -82,6 +82,26 @@ def test_multiclass_samples(tmp_path):
     assert main(["evaluate", "--samples", str(path), "--alpha", "0.3", "--splits", "2"]) == 0
 
 
+def test_multiclass_consign_and_pixelwise(tmp_path):
+    """(n, N_s, L, H, W) samples through CONSIGN and the pixel-wise baseline: set metrics."""
+    one, two = (lesion_cases(24, size=12, n_samples=5, seed=s) for s in (1, 2))
+    pa, pb = one["samples"], two["samples"]  # two lesion classes, background 0
+    q = np.stack([(1 - pa) * (1 - pb), pa * (1 - pb), (1 - pa) * pb], axis=2)
+    masks = np.where(one["masks"] > 0, 1, np.where(two["masks"] > 0, 2, 0))
+    path, out = tmp_path / "mc.npz", tmp_path / "mc.json"
+    np.savez(path, samples=(q / q.sum(axis=2, keepdims=True)).astype(np.float32), masks=masks)
+    argv = ["evaluate", "--samples", str(path), "--methods", "consign,pixelwise", "--quiet"]
+    argv += ["--alpha", "0.3", "--beta", "0.8", "--k", "2", "--splits", "2", "--json", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["n_units"] == 24
+    for name in ("consign", "pixelwise"):
+        metrics = report["methods"][name]
+        assert 0.0 < metrics["set_coverage"]["mean"] <= 1.0
+        assert metrics["chao1_100"]["mean"] > 1.0  # sets hold more than one segmentation
+        assert 0.0 < metrics["corr_100"]["mean"] <= 1.0
+
+
 def _text_file(path):
     path.write_text("not a zip")
     return path

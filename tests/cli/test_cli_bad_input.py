@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 
 def _fails(run_cli, capsys, argv, expected):
@@ -59,6 +60,10 @@ def test_calibrate_bad_folders(run_cli, cases_dir, tmp_path, capsys):
         (["evaluate", "--alphas", "0.1,2"], "every level must lie in (0, 1)"),
         (["predict", "--bundle", "NOT_A_BUNDLE"], "not a napari-consign calibration bundle"),
         (["predict", "--bundle", "CRC", "--alpha", "x"], "expected numbers"),
+        (["predict", "--bundle", "CRC", "--model", "JUNK"], "is not a model file"),
+        (["evaluate", "--device", "nonsense"], "--device: unknown device 'nonsense'"),
+        (["calibrate", "--n-samples", "many"], "invalid int value: 'many' (see --help)"),
+        (["evaluate", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],
 )
 def test_bad_arguments(run_cli, cases_dir, samples_npz, tmp_path, capsys, argv, expected):
@@ -70,13 +75,20 @@ def test_bad_arguments(run_cli, cases_dir, samples_npz, tmp_path, capsys, argv, 
             ["calibrate", "--samples", str(samples_npz), "--model-id", "m", "--out",
              str(tmp_path), "--quiet"]
         ) == 0  # fmt: skip
-    argv = [str(junk) if a == "NOT_A_BUNDLE" else str(crc) if a == "CRC" else a for a in argv]
+    names = {"NOT_A_BUNDLE": str(junk), "CRC": str(crc), "JUNK": str(junk)}
+    argv = [names.get(a, a) for a in argv]
     where = {
         "calibrate": ["--cases", str(cases_dir), "--out", str(tmp_path / "b"), "--quiet"],
         "evaluate": ["--samples", str(samples_npz), "--quiet"],
         "predict": ["--scan", str(cases_dir / "case0.nii.gz"), "--out", str(tmp_path / "p")],
     }[argv[0]]
     _fails(run_cli, capsys, [*argv, *where], expected)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_unavailable_cuda_is_one_line(run_cli, samples_npz, capsys):
+    argv = ["evaluate", "--samples", str(samples_npz), "--device", "cuda", "--quiet"]
+    _fails(run_cli, capsys, argv, "CUDA is not available")
 
 
 def test_existing_bundles_and_npz_without_identity(run_cli, samples_npz, tmp_path, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..conformal.errors import ConformalInputError
 from ..io.errors import ConsignIOError
@@ -19,8 +20,15 @@ from .errors import CLIError
 SUBCOMMANDS = (calibrate, predict, evaluate, sample, demo)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (and exit code 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="napari-consign",
         description="Conformal uncertainty bands for medical image segmentation.",
     )
@@ -30,12 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that mean bad input (exit code 2, one line), by module, for those whose module
+#: imports torch: they can only have been raised if their module was loaded.
+_LAZY_INPUT_ERRORS = (
+    ("napari_consign.models.device", "DeviceError"),
+    ("napari_consign.models.loading", "ModelLoadError"),
+)
+
+
+def _input_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [CLIError, ConformalInputError, ConsignIOError]
+    for module, name in _LAZY_INPUT_ERRORS:
+        if module in sys.modules:
+            types.append(getattr(sys.modules[module], name))
+    return tuple(types)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the process exit code (2 with one line on stderr for bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or an argument error already printed as one line
+        return int(exc.code or 0)
     try:
         return int(args.run(args) or 0)
-    except (CLIError, ConformalInputError, ConsignIOError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _input_error_types()):
+            raise
         print(f"napari-consign {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

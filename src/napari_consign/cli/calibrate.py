@@ -70,8 +70,10 @@ def _say(args, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-def _sample_folders(args, folders: list[Path], keep: bool) -> tuple[list[list], str, list[str]]:
-    """Sample every scan of ``folders`` (one job per scan); per folder, its sets."""
+def _sample_folders(
+    args, folders: list[Path], keep: bool, device: str
+) -> tuple[list[list], str, list[str]]:
+    """Sample every scan of ``folders`` on ``device`` (one job per scan); per folder, its sets."""
     from ..cases import ScanJob, find_case_pairs, sample_scan, scan_seed
 
     pairs = [find_case_pairs(f) for f in folders]
@@ -87,7 +89,7 @@ def _sample_folders(args, folders: list[Path], keep: bool) -> tuple[list[list], 
                     tuple(args.model or ()),
                     "ensemble" if len(args.model or ()) > 1 else args.mode,
                     args.n_samples,
-                    args.device,
+                    device,
                     keep,
                 )
             )
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         keep = "consign" in names or "pixelwise" in names or args.use_variance
         folders = [args.cases] + ([args.train] if args.train and needs_training else [])
-        groups, identity, notes = _sample_folders(args, folders, keep)
+        groups, identity, notes = _sample_folders(args, folders, keep, options.device)
         if args.train is not None and needs_training:
             train, cal = stack_sets(groups[1]), stack_sets(groups[0])
         elif needs_training:

@@ -49,8 +49,9 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=5, help="CONSIGN: principal components (default 5)")
     p.add_argument(
         "--device",
-        default="cpu",
-        help="torch device for methods that train or optimise (default cpu)",
+        default="auto",
+        help="torch device for sampling and for methods that train or optimise: auto (CUDA, "
+        "then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)",
     )
     p.add_argument(
         "--predictor",
@@ -84,13 +85,26 @@ def method_options(args: argparse.Namespace) -> MethodOptions:
         beta=args.beta,
         k=args.k,
         seed=args.seed,
-        device=args.device,
+        device=check_device(args.device),
         conditioned=args.predictor == "conditioned",
         use_variance=args.use_variance,
         epochs=args.epochs,
         score_space=args.score_space,
         input_size=args.input_size,
     )
+
+
+def check_device(text: str) -> str:
+    """The torch device ``text`` resolves to here ("auto" picks CUDA, MPS, then CPU).
+
+    :class:`CLIError` when it does not exist or fails a test allocation.
+    """
+    from ..models.device import DeviceError, resolve_device
+
+    try:
+        return str(resolve_device(text))
+    except DeviceError as exc:
+        raise CLIError(f"--device: {exc}") from None
 
 
 def add_scale_out_arguments(p: argparse.ArgumentParser) -> None:

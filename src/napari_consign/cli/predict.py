@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .errors import CLIError
-from .options import parse_alphas
+from .options import check_device, parse_alphas
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if target.exists() and not args.overwrite:
         raise CLIError(f"{target} exists; pass --overwrite or choose another --json")
     volume = read_volume(args.scan)
-    spec = an.ModelSpec(tuple(args.model or ()), args.mode, n_samples, args.device, args.seed)
+    device = check_device(args.device)
+    spec = an.ModelSpec(tuple(args.model or ()), args.mode, n_samples, device, args.seed)
     calibration = an.CalibrationSpec(kind="files", files=tuple(args.bundle))
     with progress_bar(1, "predict", args.quiet) as bar:
 
