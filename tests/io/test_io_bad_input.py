@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -126,15 +127,79 @@ def test_truncated_dicom():
         read_volume(pydicom_file("MR_truncated.dcm"))
 
 
-@pytest.mark.parametrize("name", ["test-SR.dcm", "rtplan.dcm", "waveform_ecg.dcm"])
-def test_non_image_dicom_messages(name):
-    with pytest.raises(UnsupportedImageError, match=r"without pixel data.*not an image"):
-        read_volume(pydicom_file(name))
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("test-SR.dcm", "a structured report (Modality SR)"),
+        ("rtplan.dcm", "an RT plan (Modality RTPLAN)"),
+        ("waveform_ecg.dcm", "an ECG waveform (Modality ECG)"),
+    ],
+)
+def test_non_image_dicom_messages(name, kind, dataset_peek):
+    path = pydicom_file(name)
+    dataset_peek()
+    with pytest.raises(UnsupportedImageError, match=r"without pixel data.*not an image") as err:
+        read_volume(path)
+    assert kind in str(err.value)
 
 
-def test_dicom_without_preamble():
-    with pytest.raises(UnreadableImageError, match=r"no 'DICM' marker"):
-        read_volume(pydicom_file("rtstruct.dcm"))
+@pytest.fixture(params=["pydicom", "pure_python"])
+def dataset_peek(request, monkeypatch):
+    """Call it after finding the test files: with the "pure_python" param, pydicom (a test-only
+    dependency) is made unimportable, so the product's pure-Python fallback is what runs."""
+
+    def start() -> None:
+        if request.param == "pure_python":
+            monkeypatch.setitem(sys.modules, "pydicom", None)  # `import pydicom` fails
+
+    return start
+
+
+def test_rtstruct_without_preamble_says_what_it_is(dataset_peek):
+    src = pydicom_file("rtstruct.dcm")  # shipped without the 128-byte preamble and 'DICM'
+    dataset_peek()
+    assert get_reader(src) is None
+    with pytest.raises(UnsupportedImageError) as err:
+        read_volume(src)
+    msg = str(err.value)
+    assert "an RT structure set (Modality RTSTRUCT), not an image" in msg
+    assert "without the file preamble" in msg and "no 'DICM' marker" not in msg
+    assert "Open the image series it refers to" in err.value.hint
+
+
+def test_rtstruct_with_preamble_says_what_it_is(tmp_path, dataset_peek):
+    pydicom = pytest.importorskip("pydicom")
+    ds = pydicom.dcmread(pydicom_file("rtstruct.dcm"), force=True)
+    out = tmp_path / "rtstruct_part10.dcm"
+    ds.save_as(out, enforce_file_format=True)
+    dataset_peek()
+    assert out.read_bytes()[128:132] == b"DICM"
+    assert get_reader(str(out)) is None
+    with pytest.raises(
+        UnsupportedImageError,
+        match=r"without pixel data: an RT structure set \(Modality RTSTRUCT\), not an image",
+    ):
+        read_volume(out)
+
+
+def test_image_dataset_without_preamble(tmp_path, dataset_peek):
+    raw = open(pydicom_file("CT_small.dcm"), "rb").read()
+    bare = tmp_path / "no_preamble.dcm"
+    bare.write_bytes(raw[132:])  # file meta and data set, no preamble, no 'DICM'
+    dataset_peek()
+    assert get_reader(str(bare)) is None
+    with pytest.raises(UnreadableImageError) as err:
+        read_volume(bare)
+    assert "DICOM data set (Modality CT) without the Part 10 file preamble" in str(err.value)
+    assert "enforce_file_format=True" in err.value.hint
+
+
+def test_junk_dcm_is_not_a_dicom_file(tmp_path, dataset_peek):
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(bytes(range(256)) * 4)
+    dataset_peek()
+    with pytest.raises(UnreadableImageError, match=r"is not a DICOM file \(no 'DICM' marker"):
+        read_volume(junk)
 
 
 def test_empty_and_non_dicom_folders(tmp_path):

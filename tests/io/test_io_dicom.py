@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 import warnings
 
@@ -155,3 +156,26 @@ def test_multiframe_rgb_and_other_colour_dicom_are_refused(tmp_path):
         shutil.copy(src, tmp_path / name)  # alone in a folder: no siblings to scan
         with pytest.raises(UnsupportedImageError, match=r"3 components per voxel.*single-channel"):
             read_volume(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("name", "modality"),
+    [
+        ("CT_small.dcm", "CT"),  # explicit VR little endian
+        ("MR_small_implicit.dcm", "MR"),
+        ("MR_small_bigendian.dcm", "MR"),
+        ("MR_small_expb.dcm", "MR"),
+        ("rtstruct.dcm", "RTSTRUCT"),  # no preamble, no file meta
+        ("rtplan.dcm", "RTPLAN"),
+    ],
+)
+def test_pure_python_dataset_peek(name, modality, monkeypatch):
+    """The fallback used when pydicom (a test-only dependency) is not installed."""
+    from napari_consign.io import dicom
+
+    path = pydicom_file(name)
+    with open(path, "rb") as f:
+        assert dicom._parse_head(f.read(65536)).get(0x00080060) == modality
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    assert dicom.peek_dataset(path)[0] == modality
+    assert dicom.peek_dataset(path + ".missing") == ("", "")

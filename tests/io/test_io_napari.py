@@ -1,17 +1,19 @@
 """The npe2 hooks in a real napari viewer: reader tuples, notifications, writer, manifest wiring.
 
-The ``viewer.open(..., plugin="napari-consign")`` and ``save_layers(..., plugin=...)`` tests run
-as soon as napari.yaml declares the reader/writer; until then they skip with the reason.
+``viewer.open(path, plugin="napari-consign")`` and ``npe2.read`` run over a representative set of
+the round-trip cases (``io_cases.py``); ``get_reader`` is checked to stay cheap (no SimpleITK or
+GDCM import, a bounded number of files sniffed).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from io_cases import build_case
 from io_helpers import (
     assert_layer_matches_sitk,
     assert_same_grid,
-    pydicom_data,
+    corners,
     pydicom_file,
     rotation,
     write_dicom_series,
@@ -19,25 +21,10 @@ from io_helpers import (
 )
 
 from napari_consign.io import GEOMETRY_KEY, WriteRefusedError, geometry_from_metadata, layer_kwargs
-from napari_consign.io._reader import get_reader
+from napari_consign.io._reader import _MAX_FOLDER_SNIFF, get_reader
 from napari_consign.io._writer import write_labels
 
 sitk = pytest.importorskip("SimpleITK")
-
-
-def _manifest_declares(kind: str) -> bool:
-    npe2 = pytest.importorskip("npe2")
-    pm = npe2.PluginManager.instance()
-    try:
-        manifest = pm.get_manifest("napari-consign")
-    except KeyError:
-        return False
-    return bool(getattr(manifest.contributions, kind, None))
-
-
-def _require_manifest(kind: str) -> None:
-    if not _manifest_declares(kind):
-        pytest.skip(f"napari.yaml declares no {kind} for napari-consign yet (the lead adds them)")
 
 
 def _oblique_nifti(tmp_path, rng):
@@ -141,31 +128,133 @@ def test_write_labels_hook_without_geometry_uses_the_layer_transform(make_napari
     assert any("identity" in m for m in _records_since(start, "warning"))
 
 
-@pytest.mark.parametrize("which", ["oblique_nifti", "dicom_folder", "dicom_file"])
-def test_viewer_open_with_the_plugin(make_napari_viewer, tmp_path, rng, which):
+# A representative set of the round-trip cases: 2D, flipped, permuted, oblique, a series opened
+# from one of its files, DICOM folders (written here and shipped with pydicom), real files.
+VIEWER_CASES = [
+    "mha_2d_rotated",
+    "nii_flipped",
+    "nii_permuted_flipped",
+    "mha_permuted_oblique",
+    "nii_oblique",
+    "series_axial_from_one_file",
+    "series_sagittal_reversed_from_one_file",
+    "series_coronal_flipped",
+    "series_oblique",
+    "CT2_series",
+    "MR2_folder",
+    "CT_small",
+    "MR_small_expb",
+    "anatomical_nii",
+]
+NPE2_CASES = ["mha_2d_rotated", "nii_permuted_flipped", "series_oblique", "MR2_folder"]
+
+
+def _assert_places_like_sitk(layer, case) -> None:
+    """data_to_world equals SimpleITK's TransformIndexToPhysicalPoint (z, y, x) to 1e-6, and the
+    voxel shown at each corner is the source file's voxel at that world point."""
+    ref = case.reference
+    ref3 = sitk.JoinSeries(ref) if ref.GetDimension() == 2 else ref
+    assert_layer_matches_sitk(layer, sitk.DICOMOrient(ref3, "LPS"), atol=1e-6)
+    ref_arr = sitk.GetArrayFromImage(ref3)
+    data = np.asarray(layer.data)
+    for kji in corners(data.shape):
+        world = np.asarray(layer.data_to_world(kji))
+        ijk = ref3.TransformPhysicalPointToIndex(tuple(world[::-1]))
+        assert ref_arr[ijk[::-1]] == data[kji]
+    assert geometry_from_metadata(layer.metadata) is not None
+
+
+@pytest.mark.parametrize("name", VIEWER_CASES)
+def test_viewer_open_with_the_plugin(make_napari_viewer, tmp_path, rng, name):
     viewer = make_napari_viewer()
-    _require_manifest("readers")
-    if which == "oblique_nifti":
-        path = str(_oblique_nifti(tmp_path, rng))
-        ref = sitk.ReadImage(path)
-    elif which == "dicom_folder":
-        folder = pydicom_data() / "dicomdirtests" / "77654033" / "CT2"
-        path = str(folder)
-        r = sitk.ImageSeriesReader()
-        ref = sitk.ReadImage(r.GetGDCMSeriesFileNames(path))
-    else:
-        path = pydicom_file("CT_small.dcm")
-        ref = sitk.ReadImage(path)
-    layers = viewer.open(path, plugin="napari-consign")
-    assert len(layers) == 1
-    _check_layer(layers[0], ref)
+    case = build_case(name, tmp_path, rng)
+    start = _n_records()
+    layers = viewer.open(case.path, plugin="napari-consign")
+    assert len(layers) == 1 and layers[0].ndim == 3
+    _assert_places_like_sitk(layers[0], case)
+    warned = _records_since(start, "warning")
+    for expected in case.warns:
+        assert any(expected in m for m in warned), (expected, warned)
+
+
+@pytest.mark.parametrize("name", NPE2_CASES)
+def test_npe2_read(tmp_path, rng, name):
+    import npe2
+    from napari.layers import Layer
+
+    case = build_case(name, tmp_path, rng)
+    tuples = npe2.read([case.path], stack=False, plugin_name="napari-consign")
+    assert len(tuples) == 1
+    data, kwargs, kind = tuples[0]
+    assert kind == "image" and "affine" not in kwargs
+    _assert_places_like_sitk(Layer.create(data, kwargs, kind), case)
+
+
+_PROBE = """
+import json, sys, time
+from napari_consign.io import _reader
+calls = []
+original = _reader.looks_like_dicom_image
+def counting(p):
+    calls.append(p)
+    return original(p)
+_reader.looks_like_dicom_image = counting
+out = {}
+for key, path in json.loads(sys.argv[1]).items():
+    calls.clear()
+    t0 = time.perf_counter()
+    reader = _reader.get_reader(path)
+    out[key] = [reader is not None, time.perf_counter() - t0, len(calls)]
+heavy = ("SimpleITK", "gdcm", "_SimpleITK", "napari", "qtpy", "PyQt6", "torch", "pydicom")
+out["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in heavy or "gdcm" in m.lower())
+print(json.dumps(out))
+"""
+
+
+def test_get_reader_is_cheap_and_imports_no_simpleitk(tmp_path, rng):
+    import json
+    import subprocess
+    import sys
+
+    nifti = write_image(tmp_path / "scan.nii.gz", rng.integers(0, 9, (3, 4, 5)).astype(np.int16))
+    series = write_dicom_series(tmp_path / "series", rng.integers(0, 9, (3, 4, 5)).astype(np.int16))
+    junk = tmp_path / "junk"  # a big non-DICOM folder: napari offers every folder to the reader
+    junk.mkdir()
+    for i in range(400):
+        (junk / f"f{i:04d}.dat").write_bytes(bytes(range(256)) * 2)
+    paths = {
+        "nifti": str(nifti),
+        "dicom_file": str(series[0]),
+        "dicom_folder": str(tmp_path / "series"),
+        "junk_folder": str(junk),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out.pop("modules") == []  # no SimpleITK/GDCM (nor napari, Qt, torch, pydicom)
+    accepted = {key: ok for key, (ok, _, _) in out.items()}
+    assert accepted == {
+        "nifti": True,
+        "dicom_file": True,
+        "dicom_folder": True,
+        "junk_folder": False,
+    }
+    assert out["dicom_folder"][2] == 1  # stops at the first DICOM image file
+    assert out["junk_folder"][2] <= _MAX_FOLDER_SNIFF  # bounded sniffing
+    for key, (_, seconds, _) in out.items():
+        assert seconds < 2.0, (key, seconds)  # generous: a shared 2-core machine
 
 
 def test_save_layers_with_the_plugin(make_napari_viewer, tmp_path):
     import napari
 
     viewer = make_napari_viewer()
-    _require_manifest("writers")
     src = pydicom_file("CT_small.dcm")
     [(data, kwargs, _)] = get_reader(src)(src)
     geometry = geometry_from_metadata(kwargs["metadata"])

@@ -61,6 +61,16 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
 
 def read_layers(path: str | list[str]) -> list[tuple]:
     """Read ``path`` into ``[(array, add_kwargs, "image")]``, notifying napari of warnings/notes."""
+    return layer_data_tuples(path)
+
+
+def layer_data_tuples(path: str | list[str], series_uid: str | None = None) -> list[tuple]:
+    """The reader's layer building: ``[(array, add_kwargs, "image")]`` for ``path``.
+
+    ``series_uid`` picks one series of a DICOM folder (the series picker widget uses it).
+    Geometry warnings go to ``show_warning``, notes (other series, skipped files) to
+    ``show_info``; failures raise a ``ConsignIOError`` with a clear message.
+    """
     from napari.utils.notifications import show_info, show_warning
 
     from .errors import ConsignIOError, GeometryWarning, UnreadableImageError, sitk_reason
@@ -69,7 +79,7 @@ def read_layers(path: str | list[str]) -> list[tuple]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GeometryWarning)
         try:
-            volume = read_volume(path)
+            volume = read_volume(path, series_uid=series_uid)
         except ConsignIOError:
             raise
         except Exception as exc:  # last line of defence: never a bare SimpleITK traceback

@@ -284,14 +284,12 @@ def _read_volume(path: Any, *, series_uid: str | None, frame: int | None) -> Vol
         return _read_folder(p, series_uid)
     if p.suffix.lower() in (".dcm", ".dicom") or dicom.is_dicom_file(p):
         if not dicom.is_dicom_file(p):
-            raise UnreadableImageError(
-                f"{p} is not a DICOM file (no 'DICM' marker at byte 128).",
-                "It may be truncated or a raw DICOM without file meta information; re-export it.",
-            )
+            _refuse_without_preamble(p)
         if not dicom.has_pixel_data(p):
+            kind, label = dicom.describe_dataset(p)
+            what = f"{kind} ({label})" if kind else "an RT structure set, plan, report or waveform?"
             raise UnsupportedImageError(
-                f"{p} is a DICOM file without pixel data (an RT structure set, plan, structured "
-                "report or waveform?), not an image.",
+                f"{p} is a DICOM file without pixel data: {what}, not an image.",
                 "Open the image series it refers to.",
             )
         series = dicom.series_of_file(p)
@@ -304,6 +302,27 @@ def _read_volume(path: Any, *, series_uid: str | None, frame: int | None) -> Vol
         return _dicom_volume(series, str(p), _dicom_name(series, strip_suffix(p.name)))
     img = _read_file(p, frame)
     return volume_from_image(img, source_path=str(p), name=strip_suffix(p.name), frame=frame)
+
+
+def _refuse_without_preamble(p: Path) -> None:
+    """Raise the clearest error for a ``.dcm`` file without the 'DICM' marker at byte 128."""
+    kind, label = dicom.describe_dataset(p)
+    if kind:
+        raise UnsupportedImageError(
+            f"{p} is a DICOM data set without the file preamble: {kind} ({label}), not an image.",
+            "Open the image series it refers to.",
+        )
+    if label:
+        raise UnreadableImageError(
+            f"{p} is a DICOM data set ({label}) without the Part 10 file preamble ('DICM' "
+            "marker at byte 128), which this reader does not open.",
+            "Re-export it as a DICOM file, e.g. with pydicom: dcmread(path, force=True)"
+            ".save_as(out, enforce_file_format=True), or 'gdcmconv in.dcm out.dcm'.",
+        )
+    raise UnreadableImageError(
+        f"{p} is not a DICOM file (no 'DICM' marker at byte 128).",
+        "It may be truncated or a raw DICOM without file meta information; re-export it.",
+    )
 
 
 def _read_folder(folder: Path, series_uid: str | None) -> Volume:
@@ -328,7 +347,8 @@ def _read_folder(folder: Path, series_uid: str | None) -> Volume:
         listing = "; ".join(s.summary() for s in others)
         notes.append(
             f"{folder.name} holds {len(series)} DICOM series; loaded {chosen.summary()}. "
-            f"Others (choose by series UID): {listing}."
+            f"Others: {listing}. To open another, use Plugins > CONSIGN Uncertainty > "
+            "Open DICOM series (or read_volume(folder, series_uid=...) in Python)."
         )
     if skipped:
         notes.append(f"Skipped {len(skipped)} DICOM file(s): {', '.join(skipped[:5])}.")
