@@ -39,8 +39,10 @@ def main() -> None:
     config = PredictorConfig(
         epochs=args.epochs, patience=args.epochs, in_channels=input_channels(train.images, False)
     )
-    x_train = predictor_inputs(train.scores, train.images, None, config.input_size)
-    x_test = predictor_inputs(test.scores, test.images, None, config.input_size)
+    x_train = predictor_inputs(
+        train.scores, train.images, None, config.input_size, config.score_space
+    )
+    x_test = predictor_inputs(test.scores, test.images, None, config.input_size, config.score_space)
 
     runs = [("cpu", 1), ("cpu", 2)] + ([("cuda", None)] if torch.cuda.is_available() else [])
     print(

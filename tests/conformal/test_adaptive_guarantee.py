@@ -1,4 +1,5 @@
-"""COAT's guarantee over many random calibration/test draws (METHODS.md 4.4, oracle test 3).
+"""COAT's and AT's guarantee over many random calibration/test draws (METHODS.md 3.3, 4.4,
+oracle test 3).
 
 f_D is trained once on independent units and then fixed: validity needs only that f_D never
 saw the calibration units. Each trial draws fresh i.i.d. calibration and test units; theory
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_consign.conformal import SegmentationSet
-from napari_consign.conformal.adaptive import COAT
+from napari_consign.conformal.adaptive import AT, COAT
 from napari_consign.conformal.metrics import fnr, inner_loss
 from napari_consign.conformal.threshold_predictor import PredictorConfig
 from napari_consign.synthetic import lesion_cases
@@ -51,3 +52,38 @@ def test_mean_loss_at_most_alpha(trial_losses, loss):
 def test_outer_band_is_tight(trial_losses):
     x = trial_losses["fnr"]
     assert x.mean() >= ALPHA - 2 / (N_CAL + 1) - 3 * x.std(ddof=1) / np.sqrt(x.size), x.mean()
+
+
+# AT: the same check, kept fast (a small input size, fewer units per draw): ~10 s on one core.
+AT_TRIALS, AT_CAL, AT_TEST = 200, 30, 30
+
+
+@pytest.fixture(scope="module")
+def at_trial_losses():
+    at = AT(config=PredictorConfig(objective="at", epochs=10, seed=0, input_size=24))
+    at.train(_set(60, seed=998))
+    pool = _set(AT_TRIALS * (AT_CAL + AT_TEST), seed=2000)
+    out = {"fnr": [], "inner": []}
+    for t in range(AT_TRIALS):
+        idx = np.arange(t * (AT_CAL + AT_TEST), (t + 1) * (AT_CAL + AT_TEST))
+        cal, test = pool.subset(idx[:AT_CAL]), pool.subset(idx[AT_CAL:])
+        at.fit_shifts(cal)
+        rows = [
+            (fnr(o, y), inner_loss(i, y))
+            for (i, o), y in zip(at.predict_masks(test, ALPHA), test.masks, strict=True)
+        ]
+        out["fnr"].append(np.mean([r[0] for r in rows]))
+        out["inner"].append(np.mean([r[1] for r in rows]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("loss", ["fnr", "inner"])
+def test_at_mean_loss_at_most_alpha(at_trial_losses, loss):
+    x = at_trial_losses[loss]
+    assert x.mean() <= ALPHA + 3 * x.std(ddof=1) / np.sqrt(x.size), x.mean()
+
+
+def test_at_outer_band_is_tight(at_trial_losses):
+    x = at_trial_losses["fnr"]
+    low = ALPHA - 2 / (AT_CAL + 1) - 3 * x.std(ddof=1) / np.sqrt(x.size)
+    assert x.mean() >= low, x.mean()

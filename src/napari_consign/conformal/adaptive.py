@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .bands import Bands, feasible_alphas
-from .crc import split_empty, table_lookup
+from .crc import split_empty, stored_dtype, table_lookup
 from .crc_rule import StepRiskCurve
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
@@ -31,10 +31,13 @@ from .threshold_losses import (
     inner_threshold,
     inner_thresholds,
     outer_thresholds,
+    score_dtype,
+    threshold_mask,
 )
 from .threshold_predictor import (
     PredictorConfig,
     TrainedPredictor,
+    check_predictor_inputs,
     input_channels,
     predictor_inputs,
     train_predictor,
@@ -69,6 +72,7 @@ class AdaptiveThresholds:
             use_variance=self.options.use_variance,
             epochs=self.options.epochs,
             score_space=self.options.score_space,
+            temperature=self.options.temperature,
             input_size=self.options.input_size,
         )
         self.predictor: TrainedPredictor | None = None
@@ -76,11 +80,17 @@ class AdaptiveThresholds:
         self._cal_pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self._shift_cache: dict[float, Shifts] = {}
         self._fixed_curves: tuple[StepRiskCurve, StepRiskCurve] | None = None
+        self._dtype = np.dtype(np.float64)  # of the calibration scores; thresholds fit it
         self.n_used = 0
         self.n_empty = 0
 
     # ----------------------------------------------------------------- training
-    def _inputs(self, data: SegmentationSet) -> object:
+    def _inputs(self, data: SegmentationSet, check: bool = True) -> object:
+        if check:
+            has_var = self.config.use_variance and data.samples is not None
+            check_predictor_inputs(
+                self.config, data.images, has_var, self.name, tuple(data.scores.shape)
+            )
         variances = data.foreground_variance() if self.config.use_variance else None
         return predictor_inputs(
             data.scores, data.images, variances, self.config.input_size, self.config.score_space
@@ -102,7 +112,7 @@ class AdaptiveThresholds:
             self.config, in_channels=input_channels(train.images, self.config.use_variance)
         )
         self.predictor = train_predictor(
-            self._inputs(train),
+            self._inputs(train, check=False),
             train.scores,
             train.masks,
             config,
@@ -129,6 +139,7 @@ class AdaptiveThresholds:
             [(s, m != 0) for s, m in zip(cal.scores, cal.masks, strict=True)]
         )
         self.n_used = len(pairs)
+        self._dtype = score_dtype([s for s, _ in pairs])
         self._cal_pairs = pairs
         self._cal_inputs = self._inputs(cal)[keep]
         self._shift_cache = {}
@@ -158,17 +169,24 @@ class AdaptiveThresholds:
 
     # --------------------------------------------------------------- prediction
     def thresholds(self, data: SegmentationSet, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per-unit ``(inner, outer)`` thresholds at ``alpha``, inner nested in outer."""
+        """Per-unit ``(inner, outer)`` thresholds at ``alpha``, inner nested in outer.
+
+        Exact with respect to the calibrated keys and rounded up to the calibration scores'
+        dtype (see :func:`~.threshold_losses.outer_thresholds`).
+        """
         s = self.shifts(alpha)
         tau_hat = self.predictor.predict(self._inputs(data), alpha)
-        tau_out = outer_thresholds(tau_hat, s.outer)
-        return np.maximum(inner_thresholds(tau_hat, s.inner), tau_out), tau_out
+        tau_out = outer_thresholds(tau_hat, s.outer, self._dtype)
+        return np.maximum(inner_thresholds(tau_hat, s.inner, self._dtype), tau_out), tau_out
 
     def predict_masks(
         self, data: SegmentationSet, alpha: float
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         tau_in, tau_out = self.thresholds(data, alpha)
-        return [(s >= ti, s >= to) for s, ti, to in zip(data.scores, tau_in, tau_out, strict=True)]
+        return [
+            (threshold_mask(s, ti), threshold_mask(s, to))
+            for s, ti, to in zip(data.scores, tau_in, tau_out, strict=True)
+        ]
 
     def bands(
         self,
@@ -191,16 +209,25 @@ class AdaptiveThresholds:
             grid = grid[(grid >= lo - 1e-9) & (grid <= hi + 1e-9)]
             self.predictor.check_alpha(grid)
         stack = score[None] if score.ndim == 2 else score
-        img = None if image is None else (image[None] if score.ndim == 2 else image)
-        var = None if variance is None else (variance[None] if score.ndim == 2 else variance)
+        img = None if image is None else np.asarray(image)
+        img = img[None] if img is not None and score.ndim == 2 else img
+        var = None if variance is None else np.asarray(variance)
+        var = var[None] if var is not None and score.ndim == 2 else var
+        check_predictor_inputs(self.config, img, var is not None, self.name, stack.shape)
         inputs = predictor_inputs(stack, img, var, self.config.input_size, self.config.score_space)
         tau_hat = self.predictor.predict_grid(inputs, grid)  # (G, Z), one forward pass
         shifts = [self.shifts(a) for a in grid]
         taus_out = np.array(
-            [outer_thresholds(t, sh.outer) for t, sh in zip(tau_hat, shifts, strict=True)]
+            [
+                outer_thresholds(t, sh.outer, self._dtype)
+                for t, sh in zip(tau_hat, shifts, strict=True)
+            ]
         )
         taus_in = np.array(
-            [inner_thresholds(t, sh.inner) for t, sh in zip(tau_hat, shifts, strict=True)]
+            [
+                inner_thresholds(t, sh.inner, self._dtype)
+                for t, sh in zip(tau_hat, shifts, strict=True)
+            ]
         )
         info = {"n_used": self.n_used, "n_empty": self.n_empty}
         slices = [
@@ -223,6 +250,7 @@ class AdaptiveThresholds:
             "method": self.name,
             "n_used": self.n_used,
             "n_empty": self.n_empty,
+            "score_dtype": self._dtype.name,
             "config": self.config.to_dict(),
             "history": self.predictor.history,
             "shifts": [[float(a), self.shifts(a).outer, self.shifts(a).inner] for a in grid],
@@ -240,6 +268,7 @@ class AdaptiveThresholds:
         self.predictor = TrainedPredictor.from_state_arrays(config, arrays)
         self.predictor.history = list(state.get("history", []))
         self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
+        self._dtype = stored_dtype(state)
         self._shift_cache = {round(a, 12): Shifts(t, u) for a, t, u in state["shifts"]}
         return self
 

@@ -4,10 +4,10 @@
 unit, and the loss is the batch mean of ``(TPR_soft - (1 - alpha))**2``: small only when every
 unit is near its target. As ``T -> 0`` the soft TPR tends to the hard TPR of ``{p >= tau}``.
 
-``g`` is the identity in the paper (``score_space="probability"``). With ``"logit"`` (a project
-extension) ``g`` is the logit: the sets ``{p >= tau}`` are the same, but the loss can tell
-thresholds of 1e-3 and 1e-2 apart, which matters when a model gives faint structures
-probabilities near 0 (the bundled model does).
+``g`` is the identity in the paper (``score_space="probability"``, the default, T = 0.05).
+With ``"logit"`` (a project option, T = 0.5 by default) ``g`` is the logit: the sets
+``{p >= tau}`` are the same, but the loss can tell thresholds of 1e-3 and 1e-2 apart, which
+matters when a model gives faint structures probabilities near 0 (the bundled model does).
 """
 
 from __future__ import annotations

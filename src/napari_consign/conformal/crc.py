@@ -31,6 +31,8 @@ from .threshold_losses import (
     inner_threshold,
     inner_thresholds,
     outer_thresholds,
+    score_dtype,
+    threshold_mask,
 )
 
 
@@ -55,6 +57,14 @@ def split_empty(
     return used, len(pairs) - len(used)
 
 
+def stored_dtype(state: dict) -> np.dtype:
+    """The calibration scores' dtype a bundle recorded (older bundles: float64, as stored)."""
+    name = state.get("score_dtype", "float64")
+    if name not in ("float16", "float32", "float64"):
+        raise ConformalInputError(f"unsupported score dtype {name!r} in the stored state")
+    return np.dtype(name)
+
+
 def table_lookup(table: dict[float, tuple], alpha: float) -> tuple:
     """The entry of a per-alpha table stored in a bundle; raises for alphas it does not hold."""
     key = round(float(alpha), 12)
@@ -77,6 +87,7 @@ class CRC:
         self._outer: StepRiskCurve | None = None
         self._inner: StepRiskCurve | None = None
         self._table: dict[float, tuple[float, float]] = {}  # alpha -> (tau_out, raw tau_in)
+        self._dtype = np.dtype(np.float64)  # of the calibration scores; thresholds fit it
         self.n_used = 0
         self.n_empty = 0
 
@@ -88,6 +99,7 @@ class CRC:
         """
         pairs, self.n_empty = split_empty(pair_units(scores, masks))
         self.n_used = len(pairs)
+        self._dtype = score_dtype([s for s, _ in pairs])
         self._outer = fnr_curve(pairs)
         self._inner = inner_fp_curve(pairs)
         return self
@@ -101,7 +113,7 @@ class CRC:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(inner, outer)`` masks of every unit of ``data`` at ``alpha``."""
         t = self.thresholds(alpha)
-        return [(s >= t.inner, s >= t.outer) for s in data.scores]
+        return [(threshold_mask(s, t.inner), threshold_mask(s, t.outer)) for s in data.scores]
 
     @property
     def fitted(self) -> bool:
@@ -109,8 +121,8 @@ class CRC:
 
     def _raw_thresholds(self, alpha: float) -> tuple[float, float]:
         if self._outer is not None and self._inner is not None:
-            tau_out = float(outer_thresholds(0.0, self._outer.solve(alpha)))
-            tau_in = float(inner_thresholds(0.0, inner_threshold(self._inner, alpha)))
+            tau_out = float(outer_thresholds(0.0, self._outer.solve(alpha), self._dtype))
+            tau_in = float(inner_thresholds(0.0, inner_threshold(self._inner, alpha), self._dtype))
             return tau_out, tau_in
         if not self._table:
             raise RuntimeError("CRC is not calibrated: call fit() first")
@@ -125,7 +137,13 @@ class CRC:
         return self._raw_thresholds(alpha)[1]
 
     def thresholds(self, alpha: float) -> Thresholds:
-        """Both thresholds at ``alpha``, with the inner one nested inside the outer band."""
+        """Both thresholds at ``alpha``, with the inner one nested inside the outer band.
+
+        Each is the smallest value of the calibration scores' dtype that defines the
+        calibrated set, so ``score >= threshold`` is exact for maps of that dtype in any
+        precision (a float32 map compared with a Python float compares in float32).
+        :meth:`predict` and :meth:`predict_masks` are exact for any dtype.
+        """
         tau_out = self.outer_threshold(alpha)
         return Thresholds(inner=max(self.raw_inner_threshold(alpha), tau_out), outer=tau_out)
 
@@ -133,7 +151,7 @@ class CRC:
         """``(inner, outer)`` masks of one probability map at ``alpha``."""
         score = check_scores(score)
         t = self.thresholds(alpha)
-        return score >= t.inner, score >= t.outer
+        return threshold_mask(score, t.inner), threshold_mask(score, t.outer)
 
     def bands(self, score: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
         """Bands of one probability map over the feasible part of the alpha grid."""
@@ -151,6 +169,7 @@ class CRC:
             "method": self.name,
             "n_used": self.n_used,
             "n_empty": self.n_empty,
+            "score_dtype": self._dtype.name,
             "table": [[float(a), *self._raw_thresholds(a)] for a in grid],
         }
 
@@ -159,6 +178,7 @@ class CRC:
         """A calibrated CRC that answers for the alphas stored in :meth:`state`."""
         self = cls()
         self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
+        self._dtype = stored_dtype(state)
         self._table = {round(a, 12): (t_out, t_in) for a, t_out, t_in in state["table"]}
         return self
 

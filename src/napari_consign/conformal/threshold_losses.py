@@ -7,7 +7,7 @@ adaptive methods use the per-unit predicted threshold (METHODS.md 2.2, 2.3, 4.4,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -62,21 +62,125 @@ def inner_fp_curve(
     return StepRiskCurve.from_keys(np.concatenate(keys), np.concatenate(weights), n)
 
 
-def outer_thresholds(offsets: np.ndarray | float, shift: float) -> np.ndarray:
-    """Outer thresholds ``clip(offset - shift, 0, 1)`` for a calibrated shift (``-inf``: 1)."""
-    return np.clip(np.asarray(offsets, dtype=np.float64) - shift, 0.0, 1.0)
+def score_dtype(scores: Sequence[np.ndarray] | np.ndarray) -> np.dtype:
+    """The floating dtype that holds every score map of ``scores`` exactly (float64 if none)."""
+    dtypes = [np.asarray(s).dtype for s in scores]
+    dtypes = [d for d in dtypes if np.issubdtype(d, np.floating)]
+    return np.dtype(np.result_type(*dtypes)) if dtypes else np.dtype(np.float64)
 
 
-def inner_thresholds(offsets: np.ndarray | float, infimum: float) -> np.ndarray:
+def round_up_to(tau: np.ndarray | float, dtype: np.dtype | type) -> np.ndarray:
+    """The smallest value of ``dtype`` that is ``>= tau``, returned as float64.
+
+    For scores ``s`` of that dtype, ``s >= tau`` (exact, in the reals) iff
+    ``s >= round_up_to(tau, dtype)``, and the rounded threshold is representable in the
+    scores' dtype, so the comparison gives the same answer in any precision. This matters
+    under NumPy 2: a float32 array compared with a Python float compares in float32, which
+    rounds ``nextafter(v, inf)`` (float64) back to ``v`` and silently includes ``v``.
+    """
+    t = np.asarray(tau, dtype=np.float64)
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating) or np.finfo(dtype).bits >= 64:
+        return t
+    with np.errstate(over="ignore"):
+        r = t.astype(dtype)
+        r = np.where(r.astype(np.float64) < t, np.nextafter(r, dtype.type(np.inf)), r)
+    return r.astype(np.float64)
+
+
+def threshold_mask(score: np.ndarray, tau: float | np.ndarray) -> np.ndarray:
+    """``score >= tau`` evaluated exactly, whatever the dtypes of ``score`` and ``tau``.
+
+    Every mask of a threshold set goes through here (or through the float64 comparison of
+    :meth:`Bands.from_thresholds`): the threshold is rounded up to the score's dtype first,
+    so a float32 map never includes a level that the float64 threshold excludes.
+    """
+    score = np.asarray(score)
+    dtype = score.dtype if np.issubdtype(score.dtype, np.floating) else np.dtype(np.float64)
+    return score >= round_up_to(tau, dtype).astype(dtype)
+
+
+def _float_dtype(dtype: np.dtype | type) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating) or dtype.itemsize > 8:
+        return np.dtype(np.float64)
+    return dtype
+
+
+def _first_in_set(
+    member: Callable[[np.ndarray], np.ndarray],
+    guess: np.ndarray,
+    top: float,
+    dtype: np.dtype | type,
+) -> np.ndarray:
+    """Smallest value ``q`` of ``dtype`` in ``[0, top]`` with ``member(q)``, as float64.
+
+    ``member`` (evaluated in float64, elementwise) must be monotone, False-to-True in ``q``;
+    ``top`` counts as a member. ``guess`` is the closed form, right unless rounding moved the
+    boundary: it is checked, and only then is the boundary bisected on the bit patterns
+    (non-negative floats order like their integer views; at most 64 halvings).
+    """
+    dtype = _float_dtype(dtype)
+    guess = np.asarray(guess, dtype=np.float64)
+    top_d = dtype.type(top)
+
+    def inside(q: np.ndarray) -> np.ndarray:
+        return member(q.astype(np.float64)) | (q >= top_d)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = np.clip(round_up_to(np.nan_to_num(guess, nan=top), dtype), 0.0, top).astype(dtype)
+    below = np.nextafter(g, dtype.type(-1))
+    if np.all(inside(g) & ((g <= 0) | ~inside(np.maximum(below, dtype.type(0))))):
+        return g.astype(np.float64)
+    itype = np.dtype(f"i{dtype.itemsize}")
+    lo = np.full(g.shape, -1, dtype=itype)  # virtual non-member just below +0
+    hi = np.full(g.shape, np.asarray(top_d, dtype=dtype).view(itype), dtype=itype)
+    while np.any(hi - lo > 1):
+        mid = lo + (hi - lo) // 2
+        ok = inside(mid.view(dtype))
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
+    return hi.view(dtype).astype(np.float64)
+
+
+def outer_thresholds(
+    offsets: np.ndarray | float, shift: float, dtype: np.dtype | type = np.float64
+) -> np.ndarray:
+    """Outer thresholds ``clip(offset - shift, 0, 1)`` for a calibrated shift (``-inf``: 1).
+
+    Exact with respect to the keys of :func:`fnr_curve`: a unit's threshold is the smallest
+    value of ``dtype`` (the calibration scores' dtype) in [0, 1] with
+    ``fl(offset - p) <= shift``, i.e. its calibrated outer set, so rounding in ``offset - p``
+    can never move a voxel across the boundary. With offset 0 it is the GT score CRC selects.
+    """
+    off = np.asarray(offsets, dtype=np.float64)
+
+    def member(q: np.ndarray) -> np.ndarray:
+        return off - q <= shift
+
+    return _first_in_set(member, off - shift, 1.0, dtype)
+
+
+def inner_thresholds(
+    offsets: np.ndarray | float, infimum: float, dtype: np.dtype | type = np.float64
+) -> np.ndarray:
     """Raw inner thresholds from the calibrated infimum ``x*`` of the inner shift.
 
     The valid inner sets are ``{p - offset > x*}`` (the infimum is not attained with ``>=``),
-    i.e. thresholds just above ``offset + x*``: ``nextafter(offset + x*, +inf)``, or 0 where
-    that is negative (``-inf``: every set passes). Above 1 the inner band is empty. With
-    float32 scores and offsets, ``offset + x*`` is exact, so offset 0 gives CRC's threshold.
+    i.e. thresholds just above ``offset + x*``: ``nextafter(offset + x*, +inf)`` in ``dtype``
+    (the calibration scores' dtype), or 0 where every set passes (``x* = -inf``). Above 1 the
+    inner band is empty. Exact with respect to the keys of :func:`inner_fp_curve`: the
+    smallest ``p >= 0`` of ``dtype`` with ``fl(p - offset) > x*``. For float32 scores and
+    offset 0 this is ``nextafter(v*, inf)`` in float32, CRC's threshold.
     """
-    t = np.asarray(offsets, dtype=np.float64) + infimum
-    return np.where(t < 0.0, 0.0, np.nextafter(t, np.inf))
+    off = np.asarray(offsets, dtype=np.float64)
+
+    def member(q: np.ndarray) -> np.ndarray:
+        return q - off > infimum
+
+    with np.errstate(invalid="ignore"):
+        guess = np.nextafter(off + infimum, np.inf)
+    # Keys p - offset lie in [-1, 1], so x* <= 1 and p = 4 is always in the set.
+    return _first_in_set(member, guess, 4.0, dtype)
 
 
 def inner_threshold(curve: StepRiskCurve, alpha: float) -> float:

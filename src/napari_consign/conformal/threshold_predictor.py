@@ -23,12 +23,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..models.device import DeviceError, resolve_device
 from .coat_loss import coat_loss, to_score_space
 from .errors import Cancelled, ConformalInputError
 from .errors import is_cancelled as _is_cancelled
 from .oracle import oracle_threshold, sorted_gt_scores
 
 ProgressCallback = Callable[[int, int, float, float], None]
+
+#: Default COAT temperature T per score space: 0.05 on probabilities (the paper's form,
+#: METHODS.md 4.2) and 0.5 on logits (the project's logit-space option; a logit has slope 4 at
+#: p = 0.5, so this is about T = 0.125 there and much sharper near 0 and 1).
+TEMPERATURES = {"probability": 0.05, "logit": 0.5}
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,8 @@ class PredictorConfig:
     conditioned: bool = True
     alpha: float = 0.1  # training alpha of a per-alpha predictor
     alpha_range: tuple[float, float] = (0.05, 0.5)  # of a conditioned predictor
-    temperature: float | None = None  # None: 0.05 (probability space) or 0.5 (logit space)
-    score_space: str = "logit"  # "probability" is the paper's loss; see coat_loss
+    temperature: float | None = None  # None: the default of the score space (TEMPERATURES)
+    score_space: str = "probability"  # the paper's loss; "logit" is an option, see coat_loss
     use_variance: bool = False
     in_channels: int = 2
     input_size: int = 64
@@ -58,13 +64,21 @@ class PredictorConfig:
         lo, hi = self.alpha_range
         if not 0 < lo < hi < 1 or not 0 < self.alpha < 1:
             raise ConformalInputError("training alphas must lie in (0, 1), with low < high")
+        if self.score_space not in TEMPERATURES:
+            raise ConformalInputError(
+                f"score_space must be 'probability' or 'logit', got {self.score_space!r}"
+            )
         if self.temperature is None:
-            default = 0.05 if self.score_space == "probability" else 0.5
-            object.__setattr__(self, "temperature", default)
-        if self.score_space not in ("probability", "logit"):
-            raise ConformalInputError("score_space must be 'probability' or 'logit'")
-        if self.temperature <= 0:
-            raise ConformalInputError("the COAT temperature must be positive")
+            object.__setattr__(self, "temperature", TEMPERATURES[self.score_space])
+        try:
+            t = float(self.temperature)
+        except (TypeError, ValueError):
+            t = math.nan
+        if not t > 0 or math.isinf(t):
+            raise ConformalInputError(
+                f"the COAT temperature must be a positive number, got {self.temperature!r}"
+            )
+        object.__setattr__(self, "temperature", t)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,10 +158,67 @@ def predictor_inputs(
     return x.contiguous()
 
 
+def image_channels(images: np.ndarray | None) -> int:
+    """Image channels of a stack ``(n, H, W)`` (1) or ``(n, C, H, W)`` (C); 0 for None."""
+    return 0 if images is None else (1 if np.ndim(images) == 3 else int(np.shape(images)[1]))
+
+
 def input_channels(images: np.ndarray | None, use_variance: bool) -> int:
     """Number of input channels :func:`predictor_inputs` produces."""
-    n_img = 0 if images is None else (1 if np.ndim(images) == 3 else np.shape(images)[1])
-    return n_img + 1 + int(use_variance)
+    return image_channels(images) + 1 + int(use_variance)
+
+
+def check_predictor_inputs(
+    config: PredictorConfig,
+    images: np.ndarray | None,
+    has_variance: bool,
+    method: str | None = None,
+    stack_shape: tuple[int, ...] | None = None,
+) -> None:
+    """Raise :class:`ConformalInputError` unless the inputs match what f_D was trained on.
+
+    ``images`` is the stack handed to :func:`predictor_inputs` (``(n, H, W)``,
+    ``(n, C, H, W)`` or None), ``has_variance`` whether an MC variance comes with it and
+    ``stack_shape`` the ``(n, H, W)`` shape of the score stack, if known.
+    """
+    who = f"this {method.upper()} threshold predictor" if method else "this threshold predictor"
+    want_var = bool(config.use_variance)
+    want_img = int(config.in_channels) - 1 - int(want_var)
+    got_img = image_channels(images)
+    if want_img > 0 and got_img == 0:
+        raise ConformalInputError(
+            f"{who} was trained with {want_img} image channel(s) besides the probability map, "
+            "but no image was given: pass the images (the NPZ 'images' array, or the image "
+            "layer), or retrain the predictor on probability maps alone"
+        )
+    if want_img == 0 and got_img > 0:
+        raise ConformalInputError(
+            f"{who} was trained on probability maps alone, but an image was given: leave the "
+            "image out, or retrain the predictor with images"
+        )
+    if got_img != want_img:
+        raise ConformalInputError(
+            f"{who} was trained with {want_img} image channel(s), but the image has "
+            f"{got_img}: pass images of the kind it was trained on, or retrain it"
+        )
+    if want_var and not has_variance:
+        raise ConformalInputError(
+            f"{who} was trained with the Monte-Carlo standard deviation as an input, but no "
+            "variance was given: pass the MC variance (it needs the Monte-Carlo samples), or "
+            "retrain without use_variance"
+        )
+    if has_variance and not want_var:
+        raise ConformalInputError(
+            f"{who} was trained without the Monte-Carlo variance, but a variance was given: "
+            "leave it out, or retrain with use_variance"
+        )
+    if images is not None and stack_shape is not None:
+        img = np.shape(images)
+        if img[0] != stack_shape[0] or img[-2:] != tuple(stack_shape[-2:]):
+            raise ConformalInputError(
+                f"the image has shape {img[1:] if len(img) else img} per unit but the "
+                f"probability map {tuple(stack_shape[1:])}: they must match pixel for pixel"
+            )
 
 
 @dataclass
@@ -243,15 +314,27 @@ def train_predictor(
 ) -> TrainedPredictor:
     """Train f_D on units with non-empty masks (empty ones are skipped).
 
-    On CPU, training runs on ``threads`` torch threads (default 1: this small network trains
-    several times faster on one thread than on two contended cores, see the README).
+    ``device`` is a torch device string or ``"auto"`` (CUDA, then MPS, then CPU; see
+    :func:`~napari_consign.models.device.resolve_device`); one that does not exist or does
+    not work raises :class:`ConformalInputError`. On CPU, training runs on ``threads`` torch
+    threads (default 1: this small network trains several times faster on one thread than on
+    two contended cores, see the README).
 
     ``inputs`` come from :func:`predictor_inputs`; ``scores`` and ``masks`` are the
     full-resolution (n, H, W) maps the losses use. Raises :class:`Cancelled` if ``cancel``
     (a callable or an Event) fires, checked at every batch.
     """
-    with _torch_threads(threads if torch.device(device).type == "cpu" else None):
-        return _train(inputs, scores, masks, config, device, progress, cancel)
+    dev = training_device(device)
+    with _torch_threads(threads if dev.type == "cpu" else None):
+        return _train(inputs, scores, masks, config, dev, progress, cancel)
+
+
+def training_device(device: str | torch.device | None) -> torch.device:
+    """The working torch device for ``device`` ("auto": CUDA, MPS, then CPU)."""
+    try:
+        return resolve_device(device)
+    except DeviceError as exc:
+        raise ConformalInputError(f"threshold predictor device: {exc}") from None
 
 
 def _train(inputs, scores, masks, config, device, progress, cancel) -> TrainedPredictor:
