@@ -66,9 +66,17 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--score-space",
-        choices=("logit", "probability"),
-        default="logit",
-        help="AT/COAT: space of the training loss; 'probability' is the paper's (default logit)",
+        choices=("probability", "logit"),
+        default="probability",
+        help="AT/COAT: space of the training loss: 'probability' is the paper's (default), "
+        "'logit' separates thresholds near 0 or 1",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="COAT: temperature T of the soft mask sigmoid((p - tau) / T) (default 0.05 in "
+        "probability space, 0.5 in logit space)",
     )
     p.add_argument(
         "--input-size",
@@ -90,6 +98,7 @@ def method_options(args: argparse.Namespace) -> MethodOptions:
         use_variance=args.use_variance,
         epochs=args.epochs,
         score_space=args.score_space,
+        temperature=args.temperature,
         input_size=args.input_size,
     )
 
