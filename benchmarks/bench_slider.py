@@ -6,11 +6,12 @@ fitted on synthetic units. For each, in a shown napari viewer (virtual display w
 no DISPLAY), per slider tick:
 
 * ``numpy labels``: ``Bands.labels(alpha)`` for the whole volume (no napari);
-* ``2D lazy``: assign a ``BandsView`` (the widget's way: compares only the slice on screen)
-  and let napari refresh and draw;
+* ``2D lazy``: assign a ``BandsView`` in contour mode (the widget's way: compares only the
+  slice on screen and draws the outer band as its boundary, computed on that slice) and let
+  napari refresh and draw;
 * ``2D eager``: assign ``Bands.labels(alpha)`` (whole volume) and refresh;
 * ``3D lazy`` / ``3D eager``: the same with ``dims.ndisplay = 3`` (napari needs the whole
-  volume and uploads a 3D texture; the widget throttles these while dragging).
+  volume, filled, and uploads a 3D texture; the widget throttles these while dragging).
 
 Prints a table of median and worst times in ms. Run:
 ``python benchmarks/bench_slider.py [--repeats 9] [--quick]`` (``--quick``: synthetic map for
@@ -97,7 +98,7 @@ def timed(fn, repeats: int) -> list[float]:
 
 
 def bench_volume(viewer, app, prob: np.ndarray, crc, repeats: int, repeats_3d: int) -> dict:
-    from napari_consign.ui.layers import BandsView, band_colormap
+    from napari_consign.ui.layers import RING_CONTOUR, BandsView, band_colormap
 
     t = time.perf_counter()
     bands = crc.bands(prob)
@@ -105,13 +106,14 @@ def bench_volume(viewer, app, prob: np.ndarray, crc, repeats: int, repeats_3d: i
     viewer.layers.clear()
     viewer.dims.ndisplay = 2
     viewer.add_image(prob, name="p", contrast_limits=(0, 1))
-    layer = viewer.add_labels(BandsView(bands, 0.1), name="bands", colormap=band_colormap())
+    view = BandsView(bands, 0.1, ring=RING_CONTOUR)
+    layer = viewer.add_labels(view, name="bands", colormap=band_colormap(solid_ring=True))
     viewer.dims.set_point(0, prob.shape[0] // 2)
     viewer.reset_view()
     app.processEvents()
 
     def lazy(a):
-        layer.data = BandsView(bands, a)
+        layer.data = BandsView(bands, a, ring=RING_CONTOUR)
         app.processEvents()
 
     def eager(a):

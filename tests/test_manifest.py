@@ -44,3 +44,20 @@ def test_every_command_resolves_to_an_importable_callable():
         module, _, attr = command.python_name.partition(":")
         obj = __import__(module, fromlist=[attr])
         assert callable(getattr(obj, attr)), command.id
+
+
+def test_manifest_widget(make_napari_viewer):
+    """The widget contribution is in the manifest and napari docks it through npe2 (a missing
+    contribution is a failure, not a skip)."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-consign")
+    names = [w.display_name for w in (manifest.contributions.widgets or [])]
+    assert "Conformal uncertainty" in names, (
+        f"napari.yaml has no 'Conformal uncertainty' widget contribution (widgets: {names})"
+    )
+    viewer = make_napari_viewer(show=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-consign", "Conformal uncertainty")
+    assert type(widget).__name__ == "ConsignWidget"

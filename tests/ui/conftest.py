@@ -130,10 +130,10 @@ def notes(monkeypatch) -> dict[str, list[str]]:
 
 @pytest.fixture
 def viewer_widget(make_napari_viewer, shipped_bundles):
-    """A viewer with the widget docked, set to N_s = 4 on the CPU."""
+    """A shown viewer (pytest-xvfb) with the widget docked, set to N_s = 4 on the CPU."""
     from napari_consign.ui.main_widget import ConsignWidget
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     widget = ConsignWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Conformal uncertainty")
     widget.ns_spin.setValue(N_SAMPLES)

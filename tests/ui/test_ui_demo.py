@@ -58,3 +58,75 @@ def test_demo_headless(qapp, tmp_path, bundle_dir):
     assert compare.shape[1] == 1200 and len(np.unique(compare.reshape(-1, 4), axis=0)) > 10
     with pytest.raises(CLIError, match="slices"):
         demo.run(_args("--headless", "--out", str(out), "--slices", "70:90"))
+
+
+def test_demo_headless_with_the_shipped_bundles(qapp, tmp_path, builtin_model_id):
+    """The real shipped bundles (made for the bundled model) on three slices of the demo scan:
+    screenshots that show the bands and metrics that agree with the bundles."""
+    from PIL import Image
+
+    from napari_consign.analysis import bundled_bundle_path
+    from napari_consign.calibration import read_bundle_header
+    from napari_consign.ui.layers import BLUE, ORANGE, SKY_BLUE, VERMILLION, YELLOW
+
+    headers = {}
+    for method in ("crc", "coat"):
+        path = bundled_bundle_path(method)
+        assert path.is_file(), f"shipped bundle {path} is missing"
+        headers[method] = read_bundle_header(path)
+        assert headers[method]["model_id"] == builtin_model_id  # made for the bundled model
+    n_samples = headers["crc"]["extra"]["n_samples"]  # the calibrated N_s: the guarantee holds
+
+    out = tmp_path / "out"
+    argv = ["--headless", "--out", str(out), "--slices", "40:43", "--alpha", "0.3"]
+    assert demo.run(_args(*argv, "--n-samples", str(n_samples), "--device", "cpu")) == 0
+    assert {p.name for p in out.iterdir()} == {
+        "bands_crc.png",
+        "bands_coat.png",
+        "compare.png",
+        "disagreement.png",
+        "metrics.json",
+    }
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["calibration"] == "shipped bundles"
+    assert report["model_id"] == builtin_model_id
+    assert report["shape_zyx"] == [3, 112, 96] and report["slices"] == [40, 43]
+    assert report["n_samples"] == n_samples and report["alpha"] == pytest.approx(0.3)
+    assert report["failed"] == {}
+    assert report["screenshots"] == [
+        "bands_crc.png",
+        "bands_coat.png",
+        "compare.png",
+        "disagreement.png",
+    ]
+    for method in ("crc", "coat"):
+        m = report["methods"][method]
+        assert m["alpha"] == pytest.approx(0.3)
+        assert m["n_used"] > 100  # the bundle's calibration units, not a small test set
+        assert m["outer_ml"] >= m["inner_ml"] >= 0 and m["outer_ml"] > 0
+        assert m["ring_ml"] == pytest.approx(m["outer_ml"] - m["inner_ml"], abs=1e-6)
+        assert 0 < m["tpr"] <= 1 and m["inner_fp_ml"] >= 0
+        assert "misses at most 30%" in m["guarantee"]
+
+    def colour_pixels(name: str, rgb: tuple, atol: float = 60) -> int:
+        shot = np.asarray(Image.open(out / name).convert("RGB")).reshape(-1, 3).astype(int)
+        return int((np.abs(shot - np.array(rgb[:3]) * 255).max(axis=1) < atol).sum())
+
+    for method in ("crc", "coat"):
+        shot = np.asarray(Image.open(out / f"bands_{method}.png"))
+        assert shot.shape[:2] == (700, 600)
+        # the bands are on the picture: blue inner fill (translucent over the scan) and the
+        # orange contour of the outer band
+        assert colour_pixels(f"bands_{method}.png", BLUE) > 50
+        assert colour_pixels(f"bands_{method}.png", ORANGE) > 50
+    compare = np.asarray(Image.open(out / "compare.png"))
+    assert compare.shape[:2] == (700, 1200)
+    left, right = compare[:, :600, :3].astype(int), compare[:, 600:, :3].astype(int)
+    for half in (left, right):  # each method's view shows its own bands
+        orange = (half[..., 0] > half[..., 2] + 60) & (half[..., 1] > half[..., 2] + 30)
+        assert orange.sum() > 50
+    assert colour_pixels("disagreement.png", YELLOW) > 50  # both outer bands
+    assert (
+        colour_pixels("disagreement.png", VERMILLION) + colour_pixels("disagreement.png", SKY_BLUE)
+        > 0
+    )  # and where they differ

@@ -1,12 +1,16 @@
-"""The bands are visible on the canvas: pixel checks on a shown viewer (pytest-xvfb)."""
+"""The bands are visible on the canvas: pixel checks on a shown viewer (pytest-xvfb).
+
+In 2D the inner band is filled blue and the outer band drawn as its orange boundary contour,
+so the inside of the ring shows the scan; with the ring filled, it shows translucent orange.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from ui_helpers import open_scan, wait_done
+from ui_helpers import boundary, expected_contour, open_scan, wait_done
 
-from napari_consign.ui.layers import BLUE
+from napari_consign.ui.layers import BLUE, ORANGE
 
 
 def _deepest(mask2d: np.ndarray) -> tuple[int, int]:
@@ -26,6 +30,19 @@ def _centre_pixel(viewer, layer, z, yx, zoom=40.0) -> np.ndarray:
     return shot[h // 2 - 2 : h // 2 + 3, w // 2 - 2 : w // 2 + 3, :3].reshape(-1, 3).mean(axis=0)
 
 
+def _is_orange(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, dtype=float)
+    return (rgb[..., 0] > rgb[..., 2] + 60) & (rgb[..., 1] > rgb[..., 2] + 30)
+
+
+def _contour_pixel(contour: np.ndarray) -> tuple[int, int]:
+    """A contour pixel whose 3 x 3 neighbourhood is mostly contour (a steady screen colour
+    around the canvas centre, whatever the sub-pixel framing)."""
+    ring = (contour == 1).astype(float)
+    density = ndimage.uniform_filter(ring, size=3, mode="constant") * ring
+    return tuple(int(v) for v in np.unravel_index(np.argmax(density), density.shape))
+
+
 def test_bands_visible_on_canvas(qtbot, make_napari_viewer, shipped_bundles, small_scan):
     from napari_consign.ui.main_widget import ConsignWidget
 
@@ -40,27 +57,41 @@ def test_bands_visible_on_canvas(qtbot, make_napari_viewer, shipped_bundles, sma
     widget.set_alpha(0.05)
     widget.run()
     wait_done(qtbot, widget)
+    assert widget.ring_mode == "contour"  # the default
     layer = widget.band_layer("crc")
     layer.opacity = 1.0
-    labels = widget.analysis().bands["crc"].labels(0.05)
-    flat = labels.reshape(len(labels), -1)
-    z = int(np.argmax(np.minimum((flat == 2).sum(axis=1), (flat == 1).sum(axis=1))))
-    assert (labels[z] == 2).any() and (labels[z] == 1).any()
+    bands = widget.analysis().bands["crc"]
+    inner, outer = bands.masks(0.05)
+    ring_inside = outer & ~inner & ~np.stack([boundary(o) for o in outer])
+    counts = np.minimum(inner.sum(axis=(1, 2)), ring_inside.sum(axis=(1, 2)))
+    z = int(np.argmax(counts))
+    assert counts[z] > 0
+    contour = expected_contour(bands, 0.05, z)
+    np.testing.assert_array_equal(layer.data[z], contour)  # what napari draws for slice z
 
-    inner = _centre_pixel(viewer, layer, z, _deepest(labels[z] == 2))
-    ring = _centre_pixel(viewer, layer, z, _deepest(labels[z] == 1))
-    np.testing.assert_allclose(inner, np.array(BLUE[:3]) * 255, atol=25)
-    # the ring is translucent orange over the grey scan: orange hue, not grey, not blue
-    assert ring[0] > ring[2] + 60 and ring[1] > ring[2] + 30
+    inner_px = _centre_pixel(viewer, layer, z, _deepest(contour == 2))
+    edge_px = _centre_pixel(viewer, layer, z, _contour_pixel(contour))
+    inside_yx = _deepest(ring_inside[z])
+    inside_px = _centre_pixel(viewer, layer, z, inside_yx)
+    np.testing.assert_allclose(inner_px, np.array(BLUE[:3]) * 255, atol=25)  # blue fill
+    np.testing.assert_allclose(edge_px, np.array(ORANGE[:3]) * 255, atol=25)  # orange contour
+    assert not _is_orange(inside_px)  # inside the ring: the grey scan, no orange fill
+    assert abs(inside_px[0] - inside_px[2]) < 10
+
+    widget.ring_fill_box.setChecked(True)  # the toggle: the ring filled, translucent orange
+    filled_px = _centre_pixel(viewer, layer, z, inside_yx)
+    assert _is_orange(filled_px)
+    np.testing.assert_array_equal(layer.data[z], bands.labels(0.05)[z])
+    widget.set_ring_mode("contour")
+    assert not _is_orange(_centre_pixel(viewer, layer, z, inside_yx))
 
     layer.visible = False  # the same spot shows the scan, not the band colour
-    plain = _centre_pixel(viewer, layer, z, _deepest(labels[z] == 2))
-    assert np.abs(plain - inner).max() > 60
+    plain = _centre_pixel(viewer, layer, z, _deepest(contour == 2))
+    assert np.abs(plain - inner_px).max() > 60
     assert abs(plain[0] - plain[2]) < 10  # grey scan
 
     layer.visible = True  # whole-canvas check: both band colours present
     viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].reshape(-1, 3).astype(int)
     assert (np.abs(shot - np.array(BLUE[:3]) * 255).max(axis=1) < 25).sum() > 20
-    orange = (shot[:, 0] > shot[:, 2] + 60) & (shot[:, 1] > shot[:, 2] + 30)
-    assert orange.sum() > 20
+    assert (np.abs(shot - np.array(ORANGE[:3]) * 255).max(axis=1) < 25).sum() > 20

@@ -1,18 +1,19 @@
-"""The dock widget end to end in a real viewer (pytest-qt under pytest-xvfb, CPU, N_s = 4).
+"""The dock widget end to end in a shown viewer (pytest-qt under pytest-xvfb, CPU, N_s = 4).
 
 The scan is the demo scan cropped to six slices, opened with the plugin's reader; the model is
-the bundled UNet; calibrations come from bundles built in conftest for the bundled model.
+the bundled UNet; calibrations come from bundles built in conftest for the bundled model (or,
+in the calibrate-now tests, are made during the run).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from ui_helpers import open_scan, wait_done
+from ui_helpers import boundary, consign_cases_npz, expected_contour, open_scan, wait_done
 
 from napari_consign.analysis import METHOD_NAMES
 from napari_consign.io import GEOMETRY_KEY
-from napari_consign.ui.layers import BandsView, PreviewView
+from napari_consign.ui.layers import ORANGE, RING_ALPHA, BandsView, PreviewView
 
 
 def _world_corners(layer):
@@ -64,14 +65,19 @@ def test_end_to_end(qtbot, viewer_widget, small_scan, notes, tmp_path):
         cmap = layer.colormap
         assert cmap.map(2)[2] > cmap.map(2)[0]  # inner: blue
         assert cmap.map(1)[0] > cmap.map(1)[2]  # ring: orange
+        assert cmap.map(1)[3] == pytest.approx(1.0)  # a solid contour line in 2D
+        assert layer.contour == 0  # napari's own contour would outline the inner band too
 
-    # the slider moves every method's layer from its Bands, snapped per method
+    # the slider moves every method's layer from its Bands, snapped per method; the volume is
+    # the filled labels, the displayed slice the inner fill and the outer band's contour
     for alpha in (0.03, 0.25, 0.5):
         widget.set_alpha(alpha)
         for method in ("crc", "coat"):
             bands = analysis.bands[method]
             layer = widget.band_layer(method)
             np.testing.assert_array_equal(np.asarray(layer.data), bands.labels(alpha))
+            for z in (0, 3, 5):
+                np.testing.assert_array_equal(layer.data[z], expected_contour(bands, alpha, z))
             assert layer.metadata["napari_consign"]["alpha"] == pytest.approx(bands.snap(alpha))
     assert widget.alpha_label.text() == "α = 0.50"
     widget.alpha_slider.setValue(20)  # the user drags: same result through the signal
@@ -287,45 +293,59 @@ def test_2d_image(qtbot, viewer_widget, small_scan, notes):
     assert bands.data.shape == layer.data.shape
     np.testing.assert_allclose(bands.data_to_world((3, 4)), layer.data_to_world((3, 4)))
     widget.set_alpha(0.2)
-    np.testing.assert_array_equal(
-        np.asarray(bands.data), widget.analysis().bands["crc"].labels(0.2)[0]
-    )
+    crc = widget.analysis().bands["crc"]
+    np.testing.assert_array_equal(np.asarray(bands.data), crc.labels(0.2)[0])
+    np.testing.assert_array_equal(bands.data[:, :], expected_contour(crc, 0.2, 0))
 
 
-def test_manifest_widget(make_napari_viewer):
-    import npe2
-
-    pm = npe2.PluginManager.instance()
-    manifest = pm.get_manifest("napari-consign")
-    names = [w.display_name for w in (manifest.contributions.widgets or [])]
-    if "Conformal uncertainty" not in names:
-        pytest.skip("napari.yaml has no 'Conformal uncertainty' widget contribution yet")
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-consign", "Conformal uncertainty")
-    assert type(widget).__name__ == "ConsignWidget"
-
-
-def test_display_3d_and_outline(qtbot, viewer_widget, small_scan, notes):
+def test_ring_contour_fill_and_3d(qtbot, viewer_widget, small_scan, notes):
     viewer, widget = viewer_widget
-    open_scan(viewer, small_scan)
+    image, _ = open_scan(viewer, small_scan)
     widget.set_methods(["crc"])
     widget.run()
     wait_done(qtbot, widget)
     layer = widget.band_layer("crc")
-    assert layer.contour == 0
-    widget.outline_box.setChecked(True)
-    assert layer.contour == 1  # ring and inner band drawn as outlines in 2D
-    viewer.dims.ndisplay = 3
-    assert layer.contour == 0  # napari draws no contours in 3D: filled
     bands = widget.analysis().bands["crc"]
+    widget.set_alpha(0.05)
+    inner, outer = bands.masks(0.05)
+    assert widget.ring_mode == "contour" and not widget.ring_fill_box.isChecked()
+    edges = np.stack([boundary(o) for o in outer])
+    z = int(np.argmax((outer & ~inner & ~edges).sum(axis=(1, 2))))  # the widest ring
+    viewer.dims.set_point(0, image.data_to_world((z, 0, 0))[0])
+    plane = layer.data[z]
+    np.testing.assert_array_equal(plane == 1, boundary(outer[z]))  # exactly the outer boundary
+    np.testing.assert_array_equal(plane == 2, inner[z] & ~boundary(outer[z]))
+    ring_inside = outer[z] & ~inner[z] & ~boundary(outer[z])
+    assert ring_inside.any() and not plane[ring_inside].any()  # the ring is not filled
+    # napari draws what the view gives for the displayed plane (the layer's own slice)
+    shown = np.asarray(layer._slice.image.raw)
+    np.testing.assert_array_equal(shown, plane)
+    # another orientation: the contour is computed in the plane on screen
+    np.testing.assert_array_equal(layer.data[:, 40, :] == 1, boundary(outer[:, 40, :]))
+
+    widget.ring_fill_box.setChecked(True)  # the user asks for the filled ring
+    assert widget.ring_mode == "fill"
+    np.testing.assert_array_equal(layer.data[z], bands.labels(0.05)[z])
+    assert layer.colormap.map(1)[3] == pytest.approx(RING_ALPHA)  # translucent fill
+    widget.set_ring_mode("contour")
+    np.testing.assert_array_equal(layer.data[z], expected_contour(bands, 0.05, z))
+    np.testing.assert_allclose(layer.colormap.map(1), ORANGE)
+
+    viewer.dims.ndisplay = 3  # 3D rendering: the filled volumes, the ring translucent
+    assert layer.contour == 0
+    assert layer.colormap.map(1)[3] == pytest.approx(RING_ALPHA)
+    np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), bands.labels(0.05))
     slider = widget.alpha_slider
     slider.setSliderDown(True)  # the user drags in 3D: throttled updates
     slider.setValue(30)
     slider.setSliderDown(False)
     widget._on_slider_released()
     np.testing.assert_array_equal(np.asarray(layer.data), bands.labels(0.3))
+    np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), bands.labels(0.3))
     viewer.dims.ndisplay = 2
-    assert layer.contour == 1
+    np.testing.assert_allclose(layer.colormap.map(1), ORANGE)
+    np.testing.assert_array_equal(layer.data[z], expected_contour(bands, 0.3, z))
+    assert not notes["error"], notes["error"]
 
 
 def test_calibrate_now_and_model_file(qtbot, viewer_widget, small_scan, notes, tmp_path):
@@ -359,10 +379,78 @@ def test_calibrate_now_and_model_file(qtbot, viewer_widget, small_scan, notes, t
 def test_widget_made_after_the_scan(make_napari_viewer, shipped_bundles, small_scan):
     from napari_consign.ui.main_widget import ConsignWidget
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     image, _ = open_scan(viewer, small_scan)
     widget = ConsignWidget(viewer)
     assert widget.image_layer() is image
     assert widget.truth_combo.count() == 2  # (none) + the truth labels
     image.name = "renamed"
     assert widget.image_layer() is image
+
+
+def test_calibrate_consign_now_bands_and_plausible(
+    qtbot, viewer_widget, small_scan, notes, tmp_path
+):
+    """CONSIGN calibrated during the run (N_s = 4, ten synthetic units), then its bands and a
+    stack of plausible segmentations drawn from its set."""
+    from napari_consign.conformal.bands import feasible_alphas
+    from napari_consign.conformal.consign import CONSIGN
+
+    viewer, widget = viewer_widget
+    image, _ = open_scan(viewer, small_scan)
+    source = consign_cases_npz(tmp_path / "cases.npz", n=10)
+    widget.set_calibration("calibrate", source=source)
+    widget.max_cases_spin.setValue(10)
+    widget.set_methods(["consign"])
+    assert widget.selected_methods() == ["consign"]
+    assert widget.run() is not None
+    wait_done(qtbot, widget, timeout=300_000)
+    assert not notes["error"], notes["error"]
+    assert sum("calibrated on" in m for m in notes["info"]) == 1
+
+    analysis = widget.analysis()
+    method = analysis.methods["consign"]
+    assert isinstance(method, CONSIGN) and method.k == 3  # K = N_s - 1
+    bands = analysis.bands["consign"]
+    n_used = bands.info["n_used"]
+    assert n_used >= 5
+    lambdas = bands.info["lambda_hat"]
+    assert lambdas and all(np.isfinite(v) for v in lambdas.values())  # lambda-hat feasible
+    # the grid is the calibrated levels: feasible for n_used units, lambda-hat found for each
+    assert set(np.round(bands.alphas, 2)) == set(np.round(list(lambdas), 2))
+    assert set(np.round(bands.alphas, 2)) <= set(np.round(feasible_alphas(n_used), 2))
+
+    layer = widget.band_layer("consign")
+    assert layer.name == f"{image.name} · CONSIGN · bands"
+    assert layer.metadata["napari_consign"]["envelope"] is True
+    for alpha in (bands.alphas[0], 0.3, 0.5):
+        widget.set_alpha(alpha)
+        snapped = bands.snap(alpha)
+        assert layer.metadata["napari_consign"]["alpha"] == pytest.approx(snapped)
+        np.testing.assert_array_equal(np.asarray(layer.data), bands.labels(snapped))
+        np.testing.assert_array_equal(layer.data[2], expected_contour(bands, snapped, 2))
+    assert (bands.labels(0.3) == 2).any()  # the scan's lesions are found: an inner band
+    assert "visual summary" in widget.guarantee_label.text()
+
+    widget.set_alpha(0.3)
+    assert widget.plausible_button.isEnabled()
+    n_layers = len(viewer.layers)
+    stack = widget.add_plausible_segmentations("consign", n=3)
+    assert len(viewer.layers) == n_layers + 1
+    assert stack.name == f"{image.name} · CONSIGN · plausible segmentations"
+    assert stack.data.shape == (3, *image.data.shape) and stack.data.dtype == np.uint8
+    assert stack.metadata["napari_consign"]["alpha"] == pytest.approx(bands.snap(0.3))
+    np.testing.assert_allclose(
+        stack.data_to_world((2, 1, 2, 3))[1:], image.data_to_world((1, 2, 3)), atol=1e-9
+    )
+    data = np.asarray(stack.data)
+    inner, outer = bands.masks(0.3)
+    assert data.any()
+    # every draw lies between the envelope's inner and outer band (a handful of voxels may
+    # differ where the closed-form envelope and a draw round a zero margin differently)
+    for d in data.astype(bool):
+        assert (d & ~outer).sum() <= 0.001 * d.size
+        assert (inner & ~d).sum() <= 0.001 * d.size
+    # flip through it: the first dims slider is the sample index
+    viewer.dims.set_point(0, 2)
+    assert viewer.dims.point[0] == pytest.approx(2)

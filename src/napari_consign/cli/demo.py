@@ -8,7 +8,8 @@ With ``--headless --out DIR``: the same in a window on a virtual display (Xvfb t
 PyVirtualDisplay when no ``DISPLAY`` is set; never Qt's offscreen platform, whose canvas
 screenshots are blank), then writes to ``DIR``:
 
-* ``bands_<method>.png``: the scan and one method's bands (inner blue, outer ring orange);
+* ``bands_<method>.png``: the scan and one method's bands (inner band filled blue, the
+  outer band's contour orange);
 * ``compare.png``: two methods side by side; ``disagreement.png``: where their outer bands
   differ (vermillion: first only, sky blue: second only, yellow: both);
 * ``metrics.json``: per method the band volumes in mL, the outer band's TPR and the inner

@@ -1,17 +1,29 @@
 """Band layers: lazy label views of Bands, colours, names, geometry copied from the scan.
 
 A band layer is one napari ``Labels`` layer per method and image, named
-``"{image} · {method} · bands"``: 0 outside, 1 the outer ring (possible lesion), 2 the inner
-band (certain lesion). Its data is a :class:`BandsView`: an array-like that compares the
-method's ``Bands`` at one alpha **on access**, so in a 2D view napari computes only the slice
-on screen (a slider tick costs well under a millisecond of numerics, whatever the volume
-size); 3D rendering asks for the whole volume. Every band layer copies the source image
-layer's ``scale``, ``translate``, ``rotate``, ``shear`` and ``affine`` and its metadata (so the
-geometry stored by the reader travels along and ``data_to_world`` is identical).
+``"{image} · {method} · bands"``: 0 outside, 1 the outer band's ring, 2 the inner band
+(certain lesion). Its data is a :class:`BandsView`: an array-like that compares the method's
+``Bands`` at one alpha **on access**, so in a 2D view napari computes only the slice on screen
+(a slider tick costs about a millisecond of numerics, whatever the volume size); 3D rendering
+asks for the whole volume. Every band layer copies the source image layer's ``scale``,
+``translate``, ``rotate``, ``shear`` and ``affine`` and its metadata (so the geometry stored by
+the reader travels along and ``data_to_world`` is identical).
+
+The ring has two forms (``ring=``):
+
+* ``"contour"`` (the widget's default): when napari asks for one 2D plane (a 2D view, of any
+  orientation), the view returns the inner band filled (2) and the outer band drawn as its
+  boundary (1 exactly on the outer band's boundary pixels in that plane: outer pixels with a
+  4-neighbour outside the outer band or outside the image; drawn over the inner fill where the
+  two bands meet). It is computed from the plane and its one-pixel margin only: a few
+  comparisons per pixel. Any other access (a 3D volume for 3D rendering, ``np.asarray`` of the
+  whole layer, single voxels, thick slices) gets the filled labels, so 3D rendering, export and
+  *Save Layers* see the filled volumes.
+* ``"fill"``: the filled labels everywhere (1 = outer minus inner).
 
 Colours come from the Okabe-Ito palette (distinguishable with the common colour-vision
-deficiencies): blue for the inner band, orange for the ring; the disagreement view uses
-vermillion (A only), sky blue (B only) and yellow (both).
+deficiencies): blue for the inner band, orange for the ring (solid as a 2D contour, translucent
+as a fill); the disagreement view uses vermillion (A only), sky blue (B only) and yellow (both).
 """
 
 from __future__ import annotations
@@ -38,13 +50,15 @@ BAND_OPACITY = 0.7
 KIND_KEY = "napari_consign_kind"  # metadata marker of the layers this plugin adds
 
 
-RING_ALPHA = 0.55  # the ring is see-through so the anatomy under it stays readable
+RING_ALPHA = 0.55  # a filled ring is see-through so the anatomy under it stays readable
+RING_CONTOUR, RING_FILL = "contour", "fill"
+RING_MODES = (RING_CONTOUR, RING_FILL)
 
 
-def band_colormap() -> dict:
+def band_colormap(solid_ring: bool = False) -> dict:
     """``colormap`` for ``add_labels`` (becomes a ``DirectLabelColormap``): the inner band
-    opaque blue, the ring translucent orange."""
-    ring = (*ORANGE[:3], RING_ALPHA)
+    opaque blue, the ring orange: solid for a 2D contour, translucent for a filled ring."""
+    ring = ORANGE if solid_ring else (*ORANGE[:3], RING_ALPHA)
     return {0: "transparent", RING: ring, INNER: BLUE, None: "transparent"}
 
 
@@ -130,6 +144,48 @@ def _prepend(key: Any, lead: int) -> tuple:
     return (lead, *key)
 
 
+def outer_boundary(outer: np.ndarray) -> np.ndarray:
+    """The boundary of a 2D mask: its pixels with a 4-neighbour outside it (beyond the array's
+    edge counts as outside), i.e. ``outer & ~binary_erosion(outer, border_value=0)``."""
+    outer = np.asarray(outer, dtype=bool)
+    p = np.pad(outer, 1)
+    interior = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return outer & ~interior
+
+
+def contour_labels(filled: np.ndarray) -> np.ndarray:
+    """2D filled band labels (0/1 ring/2 inner) to the contour form: 2 on the inner band, 1 on
+    the outer band's boundary (over the inner fill where they meet), 0 elsewhere."""
+    filled = np.asarray(filled)
+    out = (filled == INNER).view(np.uint8) * np.uint8(INNER)
+    out[outer_boundary(filled > 0)] = RING
+    return out
+
+
+def _plane(key: tuple, shape: tuple[int, ...]) -> tuple[tuple, tuple] | None:
+    """For a key selecting one 2D plane (ints and exactly two unit-step slices), the key widened
+    by one pixel on each side in the plane (within the array) and the crop back; else None."""
+    if len(key) > len(shape) or any(k is Ellipsis or k is None for k in key):
+        return None
+    key = (*key, *(slice(None),) * (len(shape) - len(key)))
+    wide, crop = [], []
+    for k, n in zip(key, shape, strict=True):
+        if isinstance(k, (int, np.integer)):
+            wide.append(k)
+        elif isinstance(k, slice) and k.step in (None, 1):
+            start, stop, _ = k.indices(n)
+            if stop <= start:
+                return None
+            lo, hi = max(start - 1, 0), min(stop + 1, n)
+            wide.append(slice(lo, hi))
+            crop.append(slice(start - lo, stop - lo))
+        else:
+            return None
+    if len(crop) != 2:
+        return None
+    return tuple(wide), tuple(crop)
+
+
 class _LabelsArray:
     """Base of the lazy array-likes: shape/dtype/ndim, ``__getitem__`` and ``__array__``."""
 
@@ -138,6 +194,7 @@ class _LabelsArray:
     def __init__(self, shape: tuple[int, ...], squeeze_lead: bool) -> None:
         # squeeze_lead: the source image is 2D; the bands are (1, H, W)
         self.squeeze_lead = squeeze_lead
+        self.full_shape = tuple(shape)
         self.shape = tuple(shape[1:]) if squeeze_lead else tuple(shape)
         self.ndim = len(self.shape)
         self.size = int(np.prod(self.shape))
@@ -148,19 +205,47 @@ class _LabelsArray:
     def _get(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __getitem__(self, key: Any) -> np.ndarray:
+    def _full_key(self, key: Any) -> tuple:
         if self.squeeze_lead:
-            key = _prepend(key, 0)
-        elif not isinstance(key, tuple):
-            key = (key,)
+            return _prepend(key, 0)
+        return key if isinstance(key, tuple) else (key,)
+
+    def _index(self, key: tuple) -> np.ndarray:
         return self._get(key)
 
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._index(self._full_key(key))
+
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        out = self[(slice(None),) * self.ndim]
+        out = self._get(self._full_key((slice(None),) * self.ndim))
         return out if dtype is None else out.astype(dtype)
 
     def materialize(self) -> np.ndarray:
         return np.asarray(self)
+
+
+class _BandLabels(_LabelsArray):
+    """Band labels with the ring as a contour on 2D planes (``ring="contour"``) or filled."""
+
+    def __init__(self, shape: tuple[int, ...], squeeze_lead: bool, ring: str) -> None:
+        if ring not in RING_MODES:
+            raise ValueError(f"ring must be one of {RING_MODES}, got {ring!r}")
+        super().__init__(shape, squeeze_lead)
+        self.ring = ring
+
+    def _index(self, key: tuple) -> np.ndarray:
+        if self.ring == RING_CONTOUR:
+            plane = _plane(key, self.full_shape)
+            if plane is not None:
+                wide, crop = plane
+                return contour_labels(self._get(wide))[crop]
+        return self._get(key)
+
+    def filled(self, key: Any = None) -> np.ndarray:
+        """The filled labels (1 = outer minus inner) at ``key`` (default: everything)."""
+        if key is None:
+            return np.asarray(self)
+        return self._get(self._full_key(key))
 
 
 class _LevelCache:
@@ -181,11 +266,12 @@ class _LevelCache:
         return value
 
 
-class BandsView(_LabelsArray):
+class BandsView(_BandLabels):
     """Labels of ``bands`` at ``alpha`` (snapped to its grid), computed on access.
 
     Level-map bands (CRC, AT, COAT, pixel-wise) compare only the requested region; mask-stack
     bands (CONSIGN) unpack the level once and keep it in a small cache shared by views.
+    ``ring``: ``"fill"`` (default here) or ``"contour"`` (2D planes, see the module doc).
     """
 
     def __init__(
@@ -194,8 +280,9 @@ class BandsView(_LabelsArray):
         alpha: float,
         squeeze_lead: bool = False,
         cache: _LevelCache | None = None,
+        ring: str = RING_FILL,
     ) -> None:
-        super().__init__(bands.shape, squeeze_lead)
+        super().__init__(bands.shape, squeeze_lead, ring)
         self.bands = bands
         self.alpha = bands.snap(alpha)
         self.level = bands.index(alpha)
@@ -216,14 +303,19 @@ class BandsView(_LabelsArray):
         return full[key]
 
 
-class PreviewView(_LabelsArray):
+class PreviewView(_BandLabels):
     """A volume of zeros with the bands of one slice ``z`` (shown while the rest is sampled)."""
 
     def __init__(
-        self, shape: tuple[int, ...], z: int, bands: Any, alpha: float, squeeze_lead: bool
+        self,
+        shape: tuple[int, ...],
+        z: int,
+        bands: Any,
+        alpha: float,
+        squeeze_lead: bool,
+        ring: str = RING_FILL,
     ) -> None:
-        super().__init__(shape, squeeze_lead)
-        self.full_shape = tuple(shape)
+        super().__init__(shape, squeeze_lead, ring)
         self.z = int(z)
         self.bands = bands
         self.alpha = bands.snap(alpha)
@@ -269,7 +361,11 @@ def band_metadata(image_layer: Any, method: str, bands: Any, alpha: float, kind:
         "n_used": info.get("n_used"),
         "n_empty": info.get("n_empty"),
         "source_layer": image_layer.name,
-        "values": {"0": "outside", "1": "outer ring (possible)", "2": "inner band (certain)"},
+        "values": {
+            "0": "outside",
+            "1": "outer band: its boundary in 2D contour mode, else outer minus inner",
+            "2": "inner band (certain)",
+        },
     }
     if hasattr(bands, "outer_level"):
         entry["thresholds"] = "per-voxel critical levels (thresholds applied in Bands)"
@@ -289,14 +385,21 @@ def update_band_metadata(layer: Any, bands: Any, alpha: float) -> None:
         entry["alpha"] = bands.snap(alpha)
 
 
-def add_band_layer(viewer: Any, image_layer: Any, method: str, data: Any, metadata: dict) -> Any:
+def add_band_layer(
+    viewer: Any,
+    image_layer: Any,
+    method: str,
+    data: Any,
+    metadata: dict,
+    solid_ring: bool = False,
+) -> Any:
     """Add a band Labels layer on the image's geometry, just above the image."""
     kw = transform_kwargs(image_layer)
     kw["metadata"] = metadata
     layer = viewer.add_labels(
         data,
         name=band_layer_name(image_layer.name, method),
-        colormap=band_colormap(),
+        colormap=band_colormap(solid_ring),
         opacity=BAND_OPACITY,
         blending="translucent",
         **kw,
@@ -304,11 +407,18 @@ def add_band_layer(viewer: Any, image_layer: Any, method: str, data: Any, metada
     return layer
 
 
-def set_outline(layer: Any, outline: bool, ndisplay: int) -> None:
-    """Outlines (contour) in 2D when asked; always filled in 3D (napari draws no 3D contour)."""
-    want = 1 if (outline and ndisplay == 2) else 0
-    if layer.contour != want:
-        layer.contour = want
+def solid_ring(ring: str, ndisplay: int) -> bool:
+    """Whether the ring colour is solid: a 2D contour line; a filled ring (and the filled
+    volumes of 3D rendering) stay translucent."""
+    return ring == RING_CONTOUR and ndisplay == 2
+
+
+def style_band_layer(layer: Any, ring: str, ndisplay: int) -> None:
+    """Ring colour for the ring form and display (napari's own ``contour`` stays 0: it would
+    outline the inner band too)."""
+    wanted = band_colormap(solid_ring(ring, ndisplay))
+    if not np.allclose(layer.colormap.map(RING), wanted[RING]):
+        layer.colormap = wanted
 
 
 def is_plugin_layer(layer: Any) -> bool:

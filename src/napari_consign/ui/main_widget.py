@@ -8,10 +8,14 @@ thin shell over :mod:`.analysis` (models, calibrations, the analysis generator),
   (:mod:`._workers`); the slice on screen is sampled first and its bands appear at once, the
   rest of the volume follows.
   **Cancel** stops at the next slice; a cancelled or failed run leaves nothing half-added.
+* One **band layer** per method: the inner band filled (blue) and, in 2D, the outer band drawn
+  as its boundary contour (orange), computed per displayed slice by the lazy view; a checkbox
+  fills the ring instead. 3D rendering shows the filled volumes.
 * The **alpha slider** (0.01-0.50, step 0.01) re-reads every method's ``Bands``: no
   recomputation. Each method snaps to its own grid (CONSIGN: 0.05 steps) and the table shows the
   value used. In 2D the band layers compare only the slice on screen; in 3D, where napari needs
   the whole volume, updates are throttled while dragging and exact on release.
+* Coronal and sagittal views are kept superior-up (:func:`.orientation.keep_radiological`).
 * **Numbers**: band volumes (mL) per method; with a ground-truth labels layer, the outer band's
   TPR and the inner band's false positives on this scan.
 * **Compare**: any two methods side by side (grid mode) and a disagreement layer.
@@ -20,8 +24,9 @@ thin shell over :mod:`.analysis` (models, calibrations, the analysis generator),
 
 Methods meant for tests and scripts (no dialogs): :meth:`ConsignWidget.run`,
 :meth:`~ConsignWidget.cancel`, :meth:`~ConsignWidget.set_alpha`,
-:meth:`~ConsignWidget.set_compare`, :meth:`~ConsignWidget.set_disagreement`,
-:meth:`~ConsignWidget.export_bands`, :meth:`~ConsignWidget.add_plausible_segmentations`,
+:meth:`~ConsignWidget.set_ring_mode`, :meth:`~ConsignWidget.set_compare`,
+:meth:`~ConsignWidget.set_disagreement`, :meth:`~ConsignWidget.export_bands`,
+:meth:`~ConsignWidget.add_plausible_segmentations`,
 :meth:`~ConsignWidget.numbers`.
 """
 
@@ -60,6 +65,8 @@ from .compare import CompareView
 from .guarantee_text import guarantee, method_label
 from .layers import (
     KIND_KEY,
+    RING_CONTOUR,
+    RING_FILL,
     BandsView,
     PreviewView,
     _LevelCache,
@@ -67,11 +74,13 @@ from .layers import (
     band_metadata,
     is_plugin_layer,
     samples_layer_name,
-    set_outline,
+    solid_ring,
     spacing_of,
     stacked_affine,
+    style_band_layer,
     update_band_metadata,
 )
+from .orientation import keep_radiological
 
 if TYPE_CHECKING:
     import napari
@@ -81,9 +90,10 @@ log = logging.getLogger(__name__)
 ALPHA_STEPS = 50  # slider 1..50 -> alpha 0.01..0.50
 DEFAULT_ALPHA = 0.10
 THROTTLE_3D_MS = 200
-#: In 3D napari needs the whole volume per tick (about 0.7 s for the demo scan, 6.5 s for
-#: 300 x 512 x 512 with software GL: benchmarks/bench_slider.py); above this many voxels the
-#: 3D view follows the slider only on release, below it throttled while dragging.
+#: In 3D napari needs the whole volume per tick: benchmarks/bench_slider.py measured a median
+#: 440 ms for the demo scan (80 x 112 x 96) and 4080 ms for 300 x 512 x 512 (software GL under
+#: Xvfb, 2 CPU cores). Above this many voxels the 3D view follows the slider only on release,
+#: below it throttled while dragging.
 LIVE_3D_MAX_VOXELS = 4_000_000
 NUMBERS_DELAY_MS = 150
 MODEL_BUILTIN, MODEL_FILES = "Bundled lesion UNet", "Model file(s)…"
@@ -154,6 +164,7 @@ class ConsignWidget(QWidget):
         events.removed.connect(self._on_layer_removed)
         events.reordered.connect(self._on_layers_changed)
         viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        self._stop_radiological = keep_radiological(viewer)
         self._on_layers_changed()
         self.set_calibration("bundled")
         self._update_alpha_text()
@@ -259,9 +270,13 @@ class ConsignWidget(QWidget):
         self.guarantee_label = QLabel("")
         self.guarantee_label.setWordWrap(True)
         lay.addWidget(self.guarantee_label)
-        self.outline_box = QCheckBox("ring as outline in 2D")
-        self.outline_box.toggled.connect(lambda *_: self._on_ndisplay())
-        lay.addWidget(self.outline_box)
+        self.ring_fill_box = QCheckBox("fill the outer ring in 2D (default: its contour)")
+        self.ring_fill_box.setToolTip(
+            "off: the outer band is drawn as its boundary over the filled inner band; "
+            "on: the ring (outer minus inner) is filled. 3D always shows filled volumes."
+        )
+        self.ring_fill_box.toggled.connect(lambda *_: self._on_ring_mode())
+        lay.addWidget(self.ring_fill_box)
         root.addWidget(box)
 
         box = QGroupBox("Numbers (this scan)")
@@ -811,11 +826,12 @@ class ConsignWidget(QWidget):
 
     # ------------------------------------------------------------------ band layers
     def _view(self, image: Any, analysis: an.ImageAnalysis, method: str) -> Any:
-        squeeze = image.ndim == 2
+        squeeze, ring = image.ndim == 2, self.ring_mode
         if method in analysis.bands:
-            return BandsView(analysis.bands[method], self._alpha, squeeze, self._level_cache)
+            bands = analysis.bands[method]
+            return BandsView(bands, self._alpha, squeeze, self._level_cache, ring=ring)
         z, b = analysis.preview[method]
-        return PreviewView(analysis.shape, z, b, self._alpha, squeeze)
+        return PreviewView(analysis.shape, z, b, self._alpha, squeeze, ring=ring)
 
     def _show_method(self, image: Any, analysis: an.ImageAnalysis, method: str, run=None) -> None:
         if method not in analysis.bands and method not in analysis.preview:
@@ -826,8 +842,8 @@ class ConsignWidget(QWidget):
         layer = self._band_layers.get((lid, method))
         if layer is None or layer not in self.viewer.layers:
             meta = band_metadata(image, method, bands, self._alpha, kind="bands")
-            layer = add_band_layer(self.viewer, image, method, data, meta)
-            set_outline(layer, self.outline_box.isChecked(), self.viewer.dims.ndisplay)
+            solid = solid_ring(self.ring_mode, self.viewer.dims.ndisplay)
+            layer = add_band_layer(self.viewer, image, method, data, meta, solid_ring=solid)
             self._band_layers[(lid, method)] = layer
             if run is not None:
                 run.created.add(method)
@@ -919,11 +935,26 @@ class ConsignWidget(QWidget):
             lines.append(text)
         self.guarantee_label.setText("\n".join(lines))
 
+    @property
+    def ring_mode(self) -> str:
+        """``"contour"`` (the outer band's boundary in 2D, the default) or ``"fill"``."""
+        return RING_FILL if self.ring_fill_box.isChecked() else RING_CONTOUR
+
+    def set_ring_mode(self, mode: str) -> None:
+        """Draw the ring as the outer band's contour (``"contour"``) or filled (``"fill"``)."""
+        if mode not in (RING_CONTOUR, RING_FILL):
+            raise ValueError(f"ring mode must be {RING_CONTOUR!r} or {RING_FILL!r}")
+        self.ring_fill_box.setChecked(mode == RING_FILL)
+
+    def _on_ring_mode(self) -> None:
+        self._on_ndisplay()
+        self._apply_alpha()  # new views of the same Bands: no recomputation
+
     def _on_ndisplay(self, *_: Any) -> None:
         nd = self.viewer.dims.ndisplay
         for layer in self._band_layers.values():
             if layer in self.viewer.layers:
-                set_outline(layer, self.outline_box.isChecked(), nd)
+                style_band_layer(layer, self.ring_mode, nd)
 
     # ================================================================== numbers
     def _schedule_numbers(self, now: bool = False) -> None:
@@ -1165,6 +1196,12 @@ class ConsignWidget(QWidget):
         super().closeEvent(event)
 
     def disconnect_viewer(self) -> None:
+        stop, self._stop_radiological = self._stop_radiological, None
+        if stop is not None:
+            try:
+                stop()
+            except (TypeError, ValueError, RuntimeError):
+                pass
         events = self.viewer.layers.events
         for emitter, cb in (
             (events.inserted, self._on_layers_changed),
