@@ -10,7 +10,9 @@ runs :func:`run_analysis` in a worker thread (``_workers``) and feeds each event
    model is refused) or by calibrating now on cases with ground truth (:func:`read_cases`);
 3. sample the scan slice by slice, **the slice on screen first**: as soon as it is done, every
    method's bands for that slice are yielded (:class:`SlicePreview`), so the user sees bands at
-   once while the rest of the volume is sampled;
+   once while the rest of the volume is sampled. Each slice's samples are reduced at once to
+   what the methods need (mean and variance; for CONSIGN the top-K decomposition) and dropped,
+   so memory grows with the volume, not with N_s x volume;
 4. build each method's :class:`~napari_consign.conformal.Bands` for the whole volume
    (:class:`MethodBands`); a method that fails says why (:class:`MethodFailed`) and the others
    go on.
@@ -35,7 +37,8 @@ from .conformal.registry import METHODS, method_class
 
 #: Methods the widget offers, in display order (the core's registry).
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
-#: Methods that need the raw Monte-Carlo samples of every slice (not only mean and variance).
+#: Methods that need more of the Monte-Carlo samples than mean and variance: CONSIGN needs each
+#: slice's top-K decomposition, streamed by the sampler's ``TopK`` reducer (never the raw samples).
 NEEDS_SAMPLES = frozenset({"consign"})
 #: Methods that train a threshold predictor before calibration.
 NEEDS_TRAINING = frozenset({"at", "coat"})
@@ -318,7 +321,12 @@ class MethodFailed:
 
 @dataclass
 class AnalysisResult:
-    """What a finished run returns (alpha-independent; the slider reads ``bands``)."""
+    """What a finished run returns (alpha-independent; the slider reads ``bands``).
+
+    ``samples`` (raw ``(Z, N_s, H, W)`` samples) is None after a streamed run; CONSIGN's
+    per-slice decomposition is ``decomposition`` (a ``DecompositionStack``, one unit per slice)
+    when CONSIGN ran, and all its bands and plausible segmentations need.
+    """
 
     model_id: str
     mean: np.ndarray
@@ -327,6 +335,7 @@ class AnalysisResult:
     methods: dict
     bands: dict
     errors: dict
+    decomposition: Any = None
 
 
 # --------------------------------------------------------------------------- numerics glue
@@ -345,20 +354,19 @@ def _predictor_wants(method: Any) -> tuple[bool, bool]:
     return n_img >= 1, use_var
 
 
-def consign_volume_bands(method: Any, samples: np.ndarray) -> Any:
+def consign_volume_bands(method: Any, source: Any) -> Any:
     """CONSIGN envelope bands of a volume: one 2D unit per axial slice, stacked.
 
-    ``samples`` is ``(Z, N_s, H, W)``. Bundled CONSIGN calibrations answer only for the alphas
-    stored in them, so those are the grid.
+    ``source`` is the volume's raw samples ``(Z, N_s, H, W)`` or, from a streamed run, its
+    ``DecompositionStack`` (one unit per slice); both give the same bands. Bundled CONSIGN
+    calibrations answer only for the alphas stored in them, so those are the grid.
     """
     from .conformal.bands import Bands
 
     stored = method.state().get("lambda_stars") or {}
     alphas = sorted(float(a) for a in stored) or None
-    per_slice = [
-        method.bands(np.asarray(samples[z], dtype=np.float32), alphas)
-        for z in range(samples.shape[0])
-    ]
+    count, unit = _consign_units(source)
+    per_slice = [method.bands(unit(z), alphas) for z in range(count)]
     levels = per_slice[0].alphas
     for b in per_slice[1:]:
         if not np.array_equal(b.alphas, levels):  # pragma: no cover - same lambdas per slice
@@ -371,15 +379,39 @@ def consign_volume_bands(method: Any, samples: np.ndarray) -> Any:
     return Bands.from_mask_stack(levels, inner, outer, "consign", dict(per_slice[0].info))
 
 
+def _consign_units(source: Any) -> tuple[int, Callable[[int], Any]]:
+    """Slice count and ``z -> unit`` for raw samples (float32) or a ``DecompositionStack``."""
+    from .conformal.consign_decomposition import DecompositionStack
+
+    if isinstance(source, DecompositionStack):
+        return len(source), source.unit
+    return int(source.shape[0]), lambda z: np.asarray(source[z], dtype=np.float32)
+
+
+def consign_stream_error(method: Any, n_samples: int) -> str | None:
+    """Why ``method`` (CONSIGN) cannot use ``n_samples`` samples per slice, or None."""
+    from .conformal.consign_decomposition import check_k
+
+    try:
+        check_k(method.k, n_samples)
+    except ConformalInputError as exc:
+        return str(exc)
+    return None
+
+
 def method_bands(
     name: str,
     method: Any,
     mean: np.ndarray,
     var: np.ndarray | None = None,
     image: np.ndarray | None = None,
-    samples: np.ndarray | None = None,
+    samples: Any = None,
 ) -> Any:
-    """Bands of one calibrated method for a ``(Z, H, W)`` volume's MC statistics."""
+    """Bands of one calibrated method for a ``(Z, H, W)`` volume's MC statistics.
+
+    ``samples`` (CONSIGN only): the raw samples ``(Z, N_s, H, W)`` or their per-slice
+    ``DecompositionStack``.
+    """
     if name in ("crc", "pixelwise"):
         return method.bands(mean)
     if name in ("at", "coat"):
@@ -409,29 +441,37 @@ def calibrate_methods(
     """Calibrate ``wanted`` methods now: sample every unit with ``sampler``, then fit.
 
     Yields :class:`Progress`; returns ``{method: calibrated object}``. AT/COAT train their
-    threshold predictor on ``cases.train_*`` (never the calibration units).
+    threshold predictor on ``cases.train_*`` (never the calibration units). Samples are
+    streamed: each unit is reduced to its MC mean (and, for CONSIGN, its top-K decomposition)
+    as it is sampled, so the raw samples of all units never exist at once.
     """
     from .conformal.dataset import SegmentationSet
     from .conformal.registry import MethodOptions
-    from .models import KeepSamples, Moments, SamplingCancelled
+    from .models import Moments, SamplingCancelled, TopK
 
-    keep = any(m in NEEDS_SAMPLES for m in wanted)
+    k = max(1, min(5, sampler.n_samples - 1))
+    stream = "consign" in wanted
+    if stream:
+        from .conformal.consign_decomposition import check_k
+
+        check_k(k, sampler.n_samples)  # fail before sampling, with the reason
     train_needed = any(m in NEEDS_TRAINING for m in wanted)
     if train_needed and cases.n_train == 0:
         raise ConformalInputError(
             "AT and COAT need training units for their threshold predictor, separate from the "
             "calibration units; give more cases or untick AT/COAT"
         )
-    stacks = [("calibration", cases.images, cases.masks, keep)]
+    stacks = [("calibration", cases.images, cases.masks, stream)]
     if train_needed:
         stacks.append(("training", cases.train_images, cases.train_masks, False))
     total = sum(sum(len(a) for a in imgs) for _, imgs, _, _ in stacks)
     done = 0
     sets: dict[str, SegmentationSet] = {}
-    for label, imgs, masks, keep_samples in stacks:
-        means, samples = [], []
+    decomps = []
+    for label, imgs, masks, with_topk in stacks:
+        means = []
         for stack in imgs:
-            reducers = [Moments()] + ([KeepSamples()] if keep_samples else [])
+            reducers = [Moments()] + ([TopK(k)] if with_topk else [])
             gen = sampler.iter_volume(stack, reducers, cancel=cancel)
             try:
                 while True:
@@ -443,11 +483,10 @@ def calibrate_methods(
                 raise Cancelled(str(exc)) from None
             done += len(stack)
             means.append(res["mean"])
-            if keep_samples:
-                samples.append(res["samples"])
+            if with_topk:
+                decomps.append(res["topk"])
         scores = np.clip(np.concatenate(means), 0.0, 1.0)
-        sam = np.concatenate(samples).astype(np.float32) if samples else None
-        sets[label] = SegmentationSet(sam, scores, np.concatenate(masks), np.concatenate(imgs))
+        sets[label] = SegmentationSet(None, scores, np.concatenate(masks), np.concatenate(imgs))
     out: dict[str, Any] = {}
     for i, name in enumerate(wanted):
         _check_cancel(cancel)
@@ -457,7 +496,7 @@ def calibrate_methods(
         if name == "consign":
             k = max(1, min(5, sampler.n_samples - 1))
             method = cls(MethodOptions(k=k, seed=seed, device=device))
-            method.fit(cal.samples, cal.masks)
+            method.fit(_join_stacks(decomps), cal.masks)
             method.calibrate_alphas()
         elif name in NEEDS_TRAINING:
             opts = MethodOptions(seed=seed, device=device, epochs=epochs or 60)
@@ -470,6 +509,23 @@ def calibrate_methods(
         out[name] = method
     yield Progress("calibrating", len(wanted), len(wanted), "calibrated")
     return out
+
+
+def _join_stacks(stacks: list) -> Any:
+    """One ``DecompositionStack`` of all units of ``stacks`` (the same units, in order)."""
+    if len(stacks) == 1:
+        return stacks[0]
+    from .conformal.consign_decomposition import DecompositionStack
+
+    first = stacks[0]
+    return DecompositionStack(
+        np.concatenate([d.mean for d in stacks]),
+        np.concatenate([d.components for d in stacks]),
+        np.concatenate([d.singular for d in stacks]),
+        np.concatenate([d.coefficients for d in stacks]),
+        first.n_classes,
+        first.binary,
+    )
 
 
 def save_bundles(methods: dict, folder: str | Path, model_id: str) -> tuple[list[Path], list[str]]:
@@ -507,7 +563,7 @@ def run_analysis(
     ``sampler_cache`` likewise keeps the loaded model per :class:`ModelSpec`. Cancelling
     raises :class:`~napari_consign.conformal.errors.Cancelled` at the next step.
     """
-    from .models import KeepSamples, Moments, SamplingCancelled
+    from .models import Moments, SamplingCancelled, TopK
 
     volume = np.asarray(volume)
     if volume.ndim != 3:
@@ -548,8 +604,15 @@ def run_analysis(
     n_slices = volume.shape[0]
     start = None if start_slice is None else int(np.clip(start_slice, 0, n_slices - 1))
     moments = Moments()
-    keeper = KeepSamples() if any(m in NEEDS_SAMPLES for m in methods) else None
-    reducers = [moments] + ([keeper] if keeper is not None else [])
+    reducers = [moments]
+    # CONSIGN streams its per-slice top-K decomposition, never the raw samples; a CONSIGN whose
+    # K does not fit N_s fails alone, with the reason, and the other methods go on.
+    topk, stream_error = None, None
+    if "consign" in methods:
+        stream_error = consign_stream_error(methods["consign"], sampler.n_samples)
+        if stream_error is None:
+            topk = TopK(methods["consign"].k)
+            reducers.append(topk)
     total = n_slices + len(methods)
     gen = sampler.iter_volume(volume, reducers, start_slice=start, cancel=cancel)
     first = True
@@ -572,21 +635,23 @@ def run_analysis(
                             moments.mean[z : z + 1],
                             moments.var[z : z + 1],
                             volume[z : z + 1],
-                            None if keeper is None else keeper.samples[z : z + 1],
+                            None if topk is None else topk.out.select(z),
                         )
                     except (ConformalInputError, ValueError):
                         pass  # reported once, for the whole volume, below
                 yield SlicePreview(z, preview)
     except SamplingCancelled as exc:
         raise Cancelled(str(exc)) from None
-    samples = None if keeper is None else keeper.samples
+    decomposition = None if topk is None else topk.out
     bands: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for i, (name, m) in enumerate(methods.items()):
         _check_cancel(cancel)
         yield Progress("bands", n_slices + i, total, f"building {name.upper()} bands")
         try:
-            b = method_bands(name, m, moments.mean, moments.var, volume, samples)
+            if name == "consign" and stream_error is not None:
+                raise ConformalInputError(stream_error)
+            b = method_bands(name, m, moments.mean, moments.var, volume, decomposition)
         except (ConformalInputError, ValueError) as exc:
             errors[name] = str(exc)
             yield MethodFailed(name, str(exc))
@@ -598,10 +663,11 @@ def run_analysis(
         model_id=model_id,
         mean=moments.mean,
         var=moments.var,
-        samples=samples,
+        samples=None,
         methods=dict(methods),
         bands=bands,
         errors=errors,
+        decomposition=decomposition,
     )
 
 
@@ -710,21 +776,26 @@ class ImageAnalysis:
         if m is None or not hasattr(m, "sample") or method not in self.bands:
             return False
         if method == "consign":
-            return self.result is not None and self.result.samples is not None
+            res = self.result
+            return res is not None and (res.decomposition is not None or res.samples is not None)
         return self.result is not None
 
     def plausible(self, method: str, alpha: float, n: int = 8, seed: int = 0) -> np.ndarray:
-        """``n`` segmentations drawn from ``method``'s set at ``alpha``: ``(n, Z, H, W)`` uint8."""
+        """``n`` segmentations drawn from ``method``'s set at ``alpha``: ``(n, Z, H, W)`` uint8.
+
+        CONSIGN draws from each slice's box, built from the run's per-slice decomposition (or,
+        for a result that holds them, the raw samples: the same draws).
+        """
         if not self.can_sample(method):
             raise ConformalInputError(f"{method.upper()} offers no sampling of its set here")
         m, res = self.methods[method], self.result
         a = self.bands[method].snap(alpha)
         z_count = self.shape[0]
         out = np.zeros((n, *self.shape), dtype=np.uint8)
+        if method == "consign":
+            source = res.decomposition if res.decomposition is not None else res.samples
+            _, unit = _consign_units(source)
         for z in range(z_count):
-            if method == "consign":
-                src = np.asarray(res.samples[z], dtype=np.float32)
-            else:
-                src = res.mean[z]
+            src = unit(z) if method == "consign" else res.mean[z]
             out[:, z] = m.sample(src, a, n, seed=(seed + z) if seed is not None else None)
         return out

@@ -11,7 +11,9 @@ from napari_consign.conformal import ConformalInputError, MethodOptions
 from napari_consign.conformal.consign import CONSIGN, ENVELOPE_NOTE
 from napari_consign.conformal.consign_decomposition import (
     Decomposition,
+    DecompositionStack,
     as_channels,
+    decompose_stack,
     decompose_units,
 )
 from napari_consign.conformal.consign_envelope import (
@@ -264,6 +266,84 @@ def test_multiclass_fit_and_label_masks():
     assert not np.any((drawn != 0) & ~outer) and not np.any((drawn == 0) & inner)
 
 
+# -- streamed decompositions ---------------------------------------------------------------
+
+
+def _stream_state(k: int, alphas=(0.05, 0.1, 0.2, 0.3)) -> dict:
+    """A calibrated CONSIGN's state (as from a bundle), with hand-made lambda_i* tables."""
+    rng = np.random.default_rng(0)
+    return {
+        "method": "consign",
+        "beta": 0.9,
+        "k": k,
+        "n_classes": 2,
+        "binary": True,
+        "lam_step": 0.01,
+        "lam_max": 5.0,
+        "n_used": 40,
+        "n_empty": 0,
+        "alphas": list(alphas),
+        "lambda_stars": {str(a): np.sort(rng.uniform(0.2, 3.0, 40)).tolist() for a in alphas},
+    }
+
+
+def random_volume_samples(z, n_samples, h, w, seed):
+    """Float32 foreground probabilities ``(Z, N_s, H, W)`` of a random 3D scan: a smooth random
+    logit field per slice plus per-sample noise, so slices have structure and uncertainty."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    base = np.stack(
+        [
+            3.0 - np.hypot(yy - rng.uniform(0, h), xx - rng.uniform(0, w)) / rng.uniform(1, 3)
+            for _ in range(z)
+        ]
+    )
+    logits = base[:, None] + rng.normal(0, 1.5, (z, n_samples, h, w))
+    logits += rng.normal(0, 1.0, (z, n_samples, 1, 1))  # a global shift per sample
+    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_streamed_decomposition_gives_exactly_the_same_bands_and_samples(seed):
+    """CONSIGN from the per-slice streamed decomposition (what the sampler keeps of a 3D scan)
+    equals CONSIGN from the raw samples: same Bands at every level, same plausible draws."""
+    z, ns, h, w, k = 6, 12, 14, 11, 3
+    samples = random_volume_samples(z, ns, h, w, seed)
+    stack = DecompositionStack.empty(z, (h, w), k, ns)
+    for i in np.random.default_rng(seed).permutation(z):  # any slice order, one at a time
+        stack.fill(i, samples[i][None])
+    assert stack.mean.shape == (z, 1, h, w) and stack.components.shape == (z, k, 1, h, w)
+    assert stack.nbytes == DecompositionStack.nbytes_for(z, (h, w), k, ns)
+    m = CONSIGN.from_state(_stream_state(k))
+    nontrivial = 0
+    for i in range(z):
+        raw, streamed = m.bands(samples[i]), m.bands(stack.unit(i))
+        np.testing.assert_array_equal(raw.alphas, streamed.alphas)
+        assert raw.info == streamed.info and raw.shape == streamed.shape == (h, w)
+        for a in raw.alphas:
+            for x, y in zip(raw.masks(a), streamed.masks(a), strict=True):
+                np.testing.assert_array_equal(x, y)
+            inner, outer = raw.masks(a)
+            nontrivial += int((outer & ~inner).any())
+        np.testing.assert_array_equal(
+            m.sample(samples[i], 0.1, 20, seed=i), m.sample(stack.unit(i), 0.1, 20, seed=i)
+        )
+    assert nontrivial > 0  # the bands are not all empty or all full
+
+
+def test_stack_units_equal_decompose_units_multiclass():
+    p, _ = multiclass_samples(4, 6, 3, 5, seed=3)
+    stack = DecompositionStack.empty(4, (5, 5), 3, 6, n_classes=3, binary=False)
+    for i in range(4):
+        stack.fill(i, p[i : i + 1])
+    for a, b in zip(stack.units(), decompose_units(p, 3, binary=False), strict=True):
+        for f in ("mean", "components", "singular", "coefficients"):
+            np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+        assert (a.n_classes, a.spatial) == (b.n_classes, b.spatial) == (3, (5, 5))
+    with pytest.raises(ConformalInputError, match="do not fit"):
+        stack.fill(0, p[:1, :, :2])
+
+
 # -- bad input -----------------------------------------------------------------------------
 
 
@@ -287,10 +367,19 @@ def test_bad_input_gets_clear_errors():
         CONSIGN(MethodOptions(k=2)).fit(s, np.zeros_like(y))
     with pytest.raises(ConformalInputError, match="outside \\[0, 1\\]"):
         CONSIGN(MethodOptions(k=2)).fit(s * 2, y)
-    with pytest.raises(ConformalInputError, match="CUDA is not available"):
-        if torch.cuda.is_available():
-            raise ConformalInputError("CUDA is not available (skipped: CUDA present)")
+    stack = decompose_stack(s, 3, binary=True)
+    with pytest.raises(ConformalInputError, match="K = 3 components but this CONSIGN uses K = 2"):
+        CONSIGN(MethodOptions(k=2)).fit(stack, y)
+    with pytest.raises(ConformalInputError, match=r"K = 3 components .* calibrated with K = 2"):
+        CONSIGN.from_state(_stream_state(k=2)).bands(stack.unit(0))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ConformalInputError, match="CUDA is not available; use cpu"):
         CONSIGN(MethodOptions(device="cuda"))
+    with pytest.raises(ConformalInputError, match="CUDA is not available"):
+        CONSIGN(MethodOptions(device="cuda:0"))
 
 
 @pytest.mark.gpu

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_consign.conformal import InfeasibleAlphaError, MethodOptions, StepRiskCurve, registry
+from napari_consign.conformal import (
+    ConformalInputError,
+    InfeasibleAlphaError,
+    MethodOptions,
+    StepRiskCurve,
+    registry,
+)
 from napari_consign.conformal.consign import CONSIGN
 from napari_consign.conformal.consign_calibration import (
     LambdaMaxError,
@@ -15,7 +21,7 @@ from napari_consign.conformal.consign_calibration import (
     lambda_hat_from_stars,
     search_lambda_stars,
 )
-from napari_consign.conformal.consign_decomposition import decompose_units
+from napari_consign.conformal.consign_decomposition import DecompositionStack, decompose_units
 from napari_consign.conformal.consign_membership import MembershipChecker, SearchSettings
 from napari_consign.conformal.dataset import SegmentationSet
 from napari_consign.conformal.evaluation import evaluate
@@ -123,6 +129,24 @@ def test_order_statistic_matches_authors_loop_on_real_checks(small):
     # each lambda_i* is a certified grid value, hence >= the loop's first success; equal (to
     # the grid step) when the check is monotone in lambda
     assert authors - 1e-12 <= ours <= authors + 0.01 + 1e-12, (ours, authors)
+
+
+def test_fit_on_a_streamed_decomposition_equals_fit_on_samples(small):
+    """Calibrating from per-unit decompositions filled one at a time (as the sampler streams
+    them; raw samples of all units never held) gives the same lambda_i* and lambda-hat."""
+    samples, masks = small
+    masks = masks.copy()
+    masks[3] = 0  # an empty unit: excluded and counted the same way
+    stack = DecompositionStack.empty(len(samples), samples.shape[2:], 2, samples.shape[1])
+    for i in range(len(samples)):
+        stack.fill(i, samples[i : i + 1])
+    raw = CONSIGN(MethodOptions(beta=0.8, k=2), search=FAST).fit(samples, masks)
+    streamed = CONSIGN(MethodOptions(beta=0.8, k=2), search=FAST).fit(stack, masks)
+    assert (streamed.n_used, streamed.n_empty) == (raw.n_used, raw.n_empty) == (29, 1)
+    np.testing.assert_array_equal(streamed.lambda_stars(0.2), raw.lambda_stars(0.2))
+    assert streamed.lambda_hat(0.2) == raw.lambda_hat(0.2)
+    with pytest.raises(ConformalInputError, match="masks have shape"):
+        CONSIGN(MethodOptions(beta=0.8, k=2)).fit(stack, masks[:5])
 
 
 def test_unreachable_beta_raises(small):

@@ -67,30 +67,42 @@ def test_sample_writes_npz_contract(tmp_path, small_scan):
         assert np.array_equal(z["samples"], first)
 
 
-def test_sample_with_bundled_model_and_contract_reader(tmp_path, small_scan):
-    scan, mask = small_scan
+def test_sample_npz_loads_as_contract_and_evaluates(tmp_path, capsys):
+    """``sample --mask`` with the bundled model writes what ``evaluate`` reads: the NPZ loads
+    through the contract reader with the right shapes, dtypes and ranges, and ``evaluate``
+    runs on it."""
+    from napari_consign.cli import main
+    from napari_consign.npz_contract import load_segmentation_set
+
+    z0, z1 = 40, 48  # slices that all contain lesion: every unit counts for calibration
+    img = sitk.ReadImage(str(sd.sample_data_path(sd.DEMO_SCAN)))[:, :, z0:z1]
+    msk = sitk.ReadImage(str(sd.sample_data_path(sd.DEMO_MASK)))[:, :, z0:z1]
+    scan, mask = tmp_path / "scan.nii.gz", tmp_path / "mask.nii.gz"
+    sitk.WriteImage(img, str(scan))
+    sitk.WriteImage(msk, str(mask))
     out = tmp_path / "b.npz"
-    assert (
-        _run(
-            [
-                "--scan",
-                str(scan),
-                "--mask",
-                str(mask),
-                "--n-samples",
-                "2",
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "--quiet",
-            ]
-        )
-        == 0
+    argv = ["--scan", str(scan), "--mask", str(mask), "--n-samples", "2", "--out", str(out)]
+    assert _run([*argv, "--device", "cpu", "--quiet"]) == 0
+    n, shape = z1 - z0, (112, 96)
+    data = load_segmentation_set(out)
+    assert len(data) == n
+    assert data.samples.shape == (n, 2, *shape) and data.samples.dtype == np.float16
+    assert np.all((data.samples >= 0) & (data.samples <= 1)) and np.isfinite(data.samples).all()
+    assert data.samples[:, 0].astype(np.float32).std() > 0  # real probabilities, not a constant
+    assert data.masks.shape == (n, *shape) and set(np.unique(data.masks)) == {0, 1}
+    np.testing.assert_array_equal(data.masks, sitk.GetArrayFromImage(msk) != 0)
+    assert data.masks.reshape(n, -1).any(axis=1).all()
+    assert data.scores.shape == (n, *shape) and data.scores.min() >= 0 and data.scores.max() <= 1
+    np.testing.assert_allclose(data.scores, data.samples.astype(np.float64).mean(1), atol=1e-6)
+    assert data.images.shape == (n, *shape) and data.images.dtype == np.float32
+    np.testing.assert_array_equal(data.images, sitk.GetArrayFromImage(img).astype(np.float32))
+    capsys.readouterr()
+    code = main(
+        ["evaluate", "--samples", str(out), "--methods", "crc", "--splits", "2", "--alpha", "0.3"]
     )
-    contract = pytest.importorskip("napari_consign.npz_contract")
-    loaded = contract.load_segmentation_set(out)
-    assert loaded is not None
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "crc" in printed.out.lower()
 
 
 def test_bad_inputs(tmp_path, small_scan):

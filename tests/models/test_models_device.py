@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from napari_consign.models import device as device_module
 from napari_consign.models.device import ENV_VAR, DeviceError, available_devices, resolve_device
 
 
@@ -14,12 +15,64 @@ def test_cpu_always_works():
     assert "cpu" in available_devices()
 
 
-def test_auto_picks_a_working_device(monkeypatch):
+@pytest.fixture
+def fake_devices(monkeypatch):
+    """Pretend which accelerators exist and which pass the probe allocation.
+
+    ``set(cuda=..., mps=..., working=...)`` patches ``torch.cuda.is_available`` and
+    ``torch.backends.mps.is_available`` (what the device module asks) and the probe, so the
+    auto order is tested on any machine.
+    """
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    probed = []
+
+    def configure(cuda: bool, mps: bool, working=("cpu", "cuda", "mps")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if cuda else 0)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+        def probe(dev):
+            probed.append(dev.type)
+            return None if dev.type in working else f"{dev.type} broken"
+
+        monkeypatch.setattr(device_module, "_probe", probe)
+        probed.clear()
+        return probed
+
+    return configure
+
+
+@pytest.mark.parametrize(
+    ("cuda", "mps", "working", "expected", "probes"),
+    [
+        (True, True, ("cuda", "mps"), "cuda", ["cuda"]),  # CUDA first, MPS not even tried
+        (True, False, ("cuda",), "cuda", ["cuda"]),
+        (False, True, ("mps",), "mps", ["mps"]),  # then MPS
+        (True, True, ("mps",), "mps", ["cuda", "mps"]),  # CUDA reported but broken
+        (False, False, (), "cpu", []),  # then CPU
+        (True, True, (), "cpu", ["cuda", "mps"]),  # both broken: CPU
+    ],
+)
+def test_auto_order_cuda_then_mps_then_cpu(fake_devices, cuda, mps, working, expected, probes):
+    probed = fake_devices(cuda, mps, working)
+    assert resolve_device("auto") == torch.device(expected)
+    assert probed == probes
+    assert resolve_device(None).type == expected
+
+
+def test_available_devices_lists_what_exists(fake_devices):
+    fake_devices(cuda=True, mps=True)
+    assert available_devices() == ["cpu", "cuda:0", "mps"]
+    fake_devices(cuda=False, mps=False)
+    assert available_devices() == ["cpu"]
+
+
+def test_auto_on_this_machine(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     dev = resolve_device("auto")
-    expected = "cuda" if torch.cuda.is_available() else dev.type
-    assert dev.type == expected
-    assert resolve_device(None) == dev
+    if torch.cuda.is_available():
+        assert dev.type == "cuda"
+    assert torch.ones(2, device=dev).sum().item() == 2  # it works
 
 
 def test_env_overrides_auto_only(monkeypatch):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import tracemalloc
+import weakref
 
 import numpy as np
 import pytest
@@ -10,7 +12,12 @@ import torch
 from models_helpers import make_tiny_unet
 from torch import nn
 
-from napari_consign.models.reductions import KeepSamples, Moments, Reducer, TopK, decompose
+from napari_consign.conformal.consign_decomposition import (
+    DecompositionStack,
+    as_channels,
+    decompose_units,
+)
+from napari_consign.models.reductions import KeepSamples, Moments, Reducer, TopK
 from napari_consign.models.sampler import (
     Sampler,
     SamplingCancelled,
@@ -94,15 +101,33 @@ def test_no_dropout_model_needs_tta():
 
 
 def test_tta_mode(volume):
+    """Sample 0 is a plain eval-mode forward; flipped samples are flipped back onto the input."""
     net = make_tiny_unet()
     s = Sampler(net, mode="tta", device="cpu")
     assert s.n_samples == 4
     out = s.run(volume, [KeepSamples(dtype=np.float32), Moments()])
     samples = out["samples"]
     assert samples.shape == (5, 4, 30, 26)
-    # identity transform equals a plain eval-mode forward of the same slice
+    h, w = volume.shape[1:]
+    with torch.no_grad():
+        for z in (0, 3):
+            x, _ = s._prepare(volume[z])  # normalised and padded, as the sampler feeds the net
+            assert x.shape[-2:] != (h, w)  # padded: flips must undo the padding's position too
+            net.eval()
+
+            def fg(t):
+                return torch.softmax(net(t), dim=1)[:, 1].numpy()
+
+            np.testing.assert_allclose(samples[z, 0], fg(x)[0, :h, :w], atol=1e-6)
+            for i, dims in enumerate([(-1,), (-2,), (-2, -1)], start=1):
+                raw = fg(x.flip(dims))  # the prediction on the flipped input, still flipped
+                aligned = np.flip(raw, axis=tuple(d for d in dims))[0, :h, :w]
+                np.testing.assert_allclose(samples[z, i], aligned, atol=1e-6)
+                assert not np.allclose(samples[z, i], raw[0, :h, :w], atol=1e-3)
+    # the flips give different maps (the net is not flip-invariant), and the run repeats
+    assert np.abs(samples[:, 0] - samples[:, 1]).max() > 1e-3
     ref = s.run(volume, [KeepSamples(dtype=np.float32)])["samples"]
-    assert np.array_equal(samples, ref)  # deterministic
+    assert np.array_equal(samples, ref)
     assert np.allclose(out["mean"], samples.mean(1), atol=1e-6)
     with pytest.raises(ValueError, match=r"1\.\.4 samples"):
         Sampler(net, mode="tta", n_samples=5, device="cpu")
@@ -121,63 +146,132 @@ def test_ensemble_mode(volume):
         Sampler(members, device="cpu")
 
 
-class _Recorder(Reducer):
-    """Records the size of everything handed over, and that each slice comes exactly once."""
+class _Spy(Reducer):
+    """Records every tensor handed over (its bytes) and how many of them are still alive.
+
+    Holds only weak references, so it keeps nothing alive itself.
+    """
 
     def start(self, n_slices, shape, n_samples):
         self.expected = (n_samples, *shape)
         self.seen = []
-        self.max_numel = 0
+        self.sizes = []
+        self.alive_max = 0
+        self._refs = []
 
     def update(self, z, samples):
         assert tuple(samples.shape) == self.expected
         self.seen.append(z)
-        self.max_numel = max(self.max_numel, samples.numel())
+        self.sizes.append(samples.numel() * samples.element_size())
+        self._refs.append(weakref.ref(samples))
+        self.alive_max = max(self.alive_max, sum(r() is not None for r in self._refs))
 
     def result(self):
         return {"seen": self.seen}
 
 
-def _largest_tensor_in(obj_dict) -> int:
-    best = 0
-    for v in obj_dict.values():
-        if isinstance(v, torch.Tensor):
-            best = max(best, v.numel())
-    return best
-
-
-def test_3d_run_never_holds_all_samples(tiny_unet):
-    """N_s = 20 on a 3D volume: per slice only; no tensor ever near Z x N_s x H x W."""
-    z, h, w, ns = 12, 32, 28, 20
-    vol = np.random.default_rng(1).random((z, h, w)).astype(np.float32)
-    batches = []
-    hook = tiny_unet.register_forward_hook(lambda m, i, o: batches.append(o.shape[0]))
-    rec = _Recorder()
-    moments = Moments()
-    sampler = Sampler(tiny_unet, n_samples=ns, device="cpu", chunk_size=4)
-    gen = sampler.iter_volume(vol, [rec, moments], start_slice=6)
-    held = 0
-    steps = []
+def _traced_run(sampler, vol, reducers, **kwargs):
+    """Run and return ``(result, peak)``: peak bytes of numpy (traced) memory allocated during
+    the run, above what existed before. numpy registers every array buffer with tracemalloc;
+    torch's own buffers are covered by the spy (what it hands over) and the batch-size hook."""
+    tracemalloc.start()
     try:
-        while True:
-            steps.append(next(gen))
-            held = max(held, _largest_tensor_in(gen.gi_frame.f_locals))
-            held = max(held, _largest_tensor_in(vars(sampler)))
-    except StopIteration as stop:
-        result = stop.value
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = sampler.run(vol, reducers, **kwargs)
+        peak = tracemalloc.get_traced_memory()[1] - base
     finally:
-        hook.remove()
-    one_slice = ns * h * w
-    assert rec.max_numel == one_slice
-    assert held <= one_slice  # nothing bigger than one slice's samples stays alive
-    assert max(batches) <= 4  # chunked forward passes
-    assert sorted(rec.seen) == list(range(z)) and rec.seen[0] == 6
-    assert [s.done for s in steps] == list(range(1, z + 1))
-    assert all(isinstance(s, SliceProgress) and s.total == z for s in steps)
-    # what is kept is per-volume, not per-sample: 2 float32 maps per voxel
-    kept = result["mean"].nbytes + result["var"].nbytes
-    assert kept == 2 * 4 * z * h * w < 4 * z * one_slice
-    assert sampler.estimate_bytes((z, h, w), [Moments()]) == kept
+        tracemalloc.stop()
+    return result, peak
+
+
+def _kept_bytes(result) -> int:
+    total = 0
+    for v in result.values():
+        if isinstance(v, np.ndarray):
+            total += v.nbytes
+        elif isinstance(v, DecompositionStack):
+            total += v.nbytes
+    return total
+
+
+@pytest.mark.parametrize("consign", [False, True], ids=["moments", "moments+topk"])
+def test_3d_run_never_holds_all_samples(tiny_unet, consign):
+    """N_s = 20 on 3D volumes: the memory allocated during a run (numpy buffers, traced) is
+    what the reducers keep plus one slice's working memory; it grows with Z like the reducers'
+    outputs (8 bytes per voxel for mean + variance, 24 more for CONSIGN's K = 5 decomposition),
+    not like all samples (N_s x 4 = 80 bytes per voxel)."""
+    h, w, ns, k = 32, 28, 20, 5
+    one_slice = ns * h * w * 4  # float32 samples of one slice
+    peaks, kept, raws = {}, {}, {}
+    for z in (8, 32):
+        vol = np.random.default_rng(z).random((z, h, w)).astype(np.float32)
+        batches = []
+        hook = tiny_unet.register_forward_hook(lambda m, i, o, b=batches: b.append(o.shape[0]))
+        spy, steps = _Spy(), []
+        reducers = [spy, Moments()] + ([TopK(k)] if consign else [])
+        sampler = Sampler(tiny_unet, n_samples=ns, device="cpu", chunk_size=4)
+        try:
+            result, peaks[z] = _traced_run(
+                sampler, vol, reducers, start_slice=z // 2, progress=steps.append
+            )
+        finally:
+            hook.remove()
+        assert [s.done for s in steps] == list(range(1, z + 1))
+        assert all(isinstance(s, SliceProgress) and s.total == z for s in steps)
+        kept[z] = _kept_bytes(result)
+        raws[z] = z * one_slice  # Z x N_s x H x W x 4
+        # every hand-over is one slice, and at most one slice's samples is alive at a time
+        assert spy.sizes == [one_slice] * z and spy.alive_max == 1
+        assert sorted(spy.seen) == list(range(z)) and spy.seen[0] == z // 2
+        assert max(batches) <= 4  # chunked forward passes
+        per_voxel = 8 + (4 * (k + 1) if consign else 0)
+        assert per_voxel * z * h * w <= kept[z] <= per_voxel * z * h * w + 8 * z * k * (ns + 1)
+        assert kept[z] == sampler.estimate_bytes(vol.shape, reducers[1:])
+        # the peak: what is kept plus a fixed working memory, the size of a few slices' samples
+        # (CONSIGN: a float64 copy of one slice for its SVD, 2 slices' worth, and components)
+        assert kept[z] <= peaks[z] <= kept[z] + 4 * one_slice, (peaks[z], kept[z], one_slice)
+        print(
+            f"Z={z} N_s={ns} {h}x{w} {'moments+topk' if consign else 'moments'}: "
+            f"peak {peaks[z]} B, kept {kept[z]} B, all samples {raws[z]} B "
+            f"({peaks[z] / raws[z]:.2f})"
+        )
+    # well below all samples: 8 of 80 bytes per voxel kept for mean + variance, 32 of 80 with
+    # CONSIGN's decomposition ((K + 1) float32 maps), plus one slice's working memory
+    assert peaks[32] < (0.6 if consign else 0.2) * raws[32]
+    growth = peaks[32] - peaks[8]
+    # grows like the outputs (plus the test's own per-slice Python bookkeeping: progress
+    # events, spy lists and weak references, a few hundred bytes per slice) ...
+    assert growth <= 1.05 * (kept[32] - kept[8]) + 1024 * (32 - 8)
+    assert growth < 0.45 * (raws[32] - raws[8])  # ... not like N_s x the volume
+
+
+def test_topk_units_are_consigns_decomposition(tiny_unet, volume):
+    """The streamed per-slice decomposition is exactly CONSIGN's decomposition of the samples,
+    and equals an explicit SVD of the two-channel samples [1 - p, p] (METHODS.md 5.1)."""
+    ns, k = 6, 3
+    out = Sampler(tiny_unet, n_samples=ns, device="cpu", seed=2).run(
+        volume, [TopK(k), KeepSamples(dtype=np.float32)]
+    )
+    stack, samples = out["topk"], out["samples"]
+    raw = decompose_units(samples, k, binary=True)
+    for z in range(len(volume)):
+        d, r = stack.unit(z), raw[z]
+        for f in ("mean", "components", "singular", "coefficients"):
+            np.testing.assert_array_equal(getattr(d, f), getattr(r, f))
+        flat = as_channels(samples[z], True).reshape(ns, -1)
+        mu = flat.mean(0)
+        uu, ss, vt = np.linalg.svd((flat - mu).T, full_matrices=False)
+        np.testing.assert_allclose(d.mean, mu, atol=1e-6)
+        np.testing.assert_allclose(d.singular, ss[:k], rtol=1e-7)
+        for j in range(k):  # equal up to the sign of each (u_k, v_k) pair
+            sign = np.sign(uu[:, j] @ d.components[j])
+            np.testing.assert_allclose(d.components[j], sign * uu[:, j], atol=1e-5)
+            np.testing.assert_allclose(d.coefficients[j], sign * ss[j] * vt[j], atol=1e-7)
+    full = Sampler(tiny_unet, n_samples=ns, device="cpu", seed=2).run(volume[:1], [TopK(ns - 1)])
+    d = full["topk"].unit(0)  # all components: the samples are rebuilt exactly
+    rebuilt = d.mean + d.coefficients.T @ d.components.astype(np.float64)
+    np.testing.assert_allclose(rebuilt, as_channels(samples[0], True).reshape(ns, -1), atol=1e-5)
 
 
 def test_moments_match_kept_samples(tiny_unet, volume):
@@ -195,34 +289,19 @@ def test_keep_selected_slices_float16(tiny_unet, volume):
     assert out["samples"][4].shape == (3, 30, 26) and out["samples"][4].dtype == np.float16
 
 
-def test_topk_matches_explicit_two_channel_svd():
-    rng = np.random.default_rng(0)
-    p = torch.from_numpy(rng.random((7, 6, 5)))
-    mean, u, s, coeffs = decompose(p, k=3, two_channel=True)
-    flat = np.concatenate([1 - p.numpy(), p.numpy()], axis=2).reshape(7, -1)  # wrong order
-    # METHODS 5.1 flattens (L, H, W) label axis first: build it that way
-    flat = np.stack([1 - p.numpy(), p.numpy()], axis=1).reshape(7, -1)
-    mu = flat.mean(0)
-    uu, ss, vt = np.linalg.svd((flat - mu).T, full_matrices=False)
-    assert np.allclose(mean.reshape(-1), mu, atol=1e-6)
-    assert np.allclose(s, ss[:3], rtol=1e-8)
-    for k in range(3):  # equal up to the sign of each (u_k, v_k) pair
-        sign = np.sign(uu[:, k] @ u[k].reshape(-1))
-        assert np.allclose(u[k].reshape(-1), sign * uu[:, k], atol=1e-5)
-        assert np.allclose(coeffs[k], sign * ss[k] * vt[k], atol=1e-8)
-    # reconstruction from all components is exact
-    full = decompose(p, k=6, two_channel=True)
-    rec = full[0].reshape(1, -1) + full[3].T @ full[1].reshape(6, -1)
-    assert np.allclose(rec, flat, atol=1e-5)
-
-
 def test_topk_reducer_in_a_run(tiny_unet, volume):
     out = Sampler(tiny_unet, n_samples=6, device="cpu").run(volume, [TopK(k=5), Moments()])
     d = out["topk"]
-    assert d.U.shape == (5, 5, 2, 30, 26) and d.U.dtype == np.float32
-    assert d.S.shape == (5, 5) and d.coeffs.shape == (5, 5, 6)
-    assert np.all(np.diff(d.S, axis=1) <= 1e-12)
-    assert np.allclose(d.mean[:, 1], out["mean"], atol=1e-5)
+    assert isinstance(d, DecompositionStack) and d.binary and len(d) == 5
+    # binary: only the foreground channel is stored (the background one is its mirror)
+    assert d.components.shape == (5, 5, 1, 30, 26) and d.components.dtype == np.float32
+    assert d.mean.shape == (5, 1, 30, 26) and d.mean.dtype == np.float32
+    assert d.singular.shape == (5, 5) and d.coefficients.shape == (5, 5, 6)
+    assert np.all(np.diff(d.singular, axis=1) <= 1e-12)
+    assert np.allclose(d.mean[:, 0], out["mean"], atol=1e-5)
+    unit = d.unit(2)
+    assert unit.mean.shape == (2 * 30 * 26,) and unit.n_classes == 2 and unit.k == 5
+    np.testing.assert_array_equal(unit.components[:, : 30 * 26], -unit.components[:, 30 * 26 :])
     assert (
         Sampler(tiny_unet, n_samples=3, device="cpu").run(volume[:1], [TopK(k=5)])["topk"].k == 2
     )  # capped at N_s - 1
@@ -270,4 +349,28 @@ def test_cuda_batched_and_half(tiny_unet, volume):
     assert np.array_equal(a, b)
     h = Sampler(tiny_unet, n_samples=8, device="cuda", seed=0, half=True).run(volume)["mean"]
     assert np.abs(h - a).max() < 0.05
+    tiny_unet.to("cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_3d_run_device_memory_does_not_grow_with_z(tiny_unet):
+    """On CUDA the device holds one slice's batch at a time: the peak of allocated device
+    memory during a run with mean/variance and CONSIGN's decomposition does not grow with Z."""
+    h, w, ns = 64, 64, 20
+    one_slice = ns * h * w * 4
+    peaks = {}
+    for z in (4, 16):
+        vol = np.random.default_rng(z).random((z, h, w)).astype(np.float32)
+        sampler = Sampler(tiny_unet, n_samples=ns, device="cuda", seed=0)
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        out = sampler.run(vol, [Moments(), TopK(5)])
+        torch.cuda.synchronize()
+        peaks[z] = torch.cuda.max_memory_allocated() - base
+        assert out["topk"].k == 5 and out["mean"].shape == (z, h, w)
+    print(f"CUDA peak above baseline: Z=4 {peaks[4]} B, Z=16 {peaks[16]} B")
+    assert peaks[16] <= 1.05 * peaks[4] + one_slice  # per slice, not per volume
+    assert peaks[16] < 16 * one_slice
     tiny_unet.to("cpu")

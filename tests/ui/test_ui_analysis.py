@@ -6,6 +6,7 @@ No Qt and no viewer: these run without a display.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -136,6 +137,81 @@ def test_consign_volume_bands_and_sampling(sampler, small_volume, fake_consign):
     assert stack.shape == (3, *small_volume.shape) and stack.dtype == np.uint8
 
 
+def test_consign_run_streams_the_decomposition_not_the_samples(
+    sampler, small_volume, fake_consign, monkeypatch
+):
+    """CONSIGN's run keeps per slice only its top-K decomposition (never a KeepSamples
+    reducer), and gives exactly the bands and plausible draws of the raw samples."""
+    from napari_consign.conformal.consign_decomposition import DecompositionStack
+    from napari_consign.models import KeepSamples
+
+    seen = []
+    original = sampler.iter_volume
+
+    def spy(volume, reducers=None, **kwargs):
+        seen.append([type(r).__name__ for r in reducers])
+        return original(volume, reducers, **kwargs)
+
+    monkeypatch.setattr(sampler, "iter_volume", spy)
+    cal = an.CalibrationSpec(kind="given", methods={"consign": fake_consign})
+    result = an.run_to_completion(
+        an.run_analysis(small_volume, sampler, cal, ["consign"], start_slice=2)
+    )
+    assert seen == [["Moments", "TopK"]]
+    assert result.samples is None
+    stack = result.decomposition
+    assert isinstance(stack, DecompositionStack) and len(stack) == small_volume.shape[0]
+    assert stack.k == fake_consign.k and stack.n_samples == N_S
+    assert stack.nbytes < small_volume.size * N_S * 4  # (K + 1) float32 maps, not N_s
+    monkeypatch.undo()
+    # the same seeded samples, kept raw: the same bands and the same plausible segmentations
+    raw = sampler.run(small_volume, [KeepSamples(dtype=np.float32)])["samples"]
+    expected = an.consign_volume_bands(fake_consign, raw)
+    got = result.bands["consign"]
+    np.testing.assert_array_equal(got.alphas, expected.alphas)
+    for a in expected.alphas:
+        for x, y in zip(got.masks(a), expected.masks(a), strict=True):
+            np.testing.assert_array_equal(x, y)
+    streamed = an.ImageAnalysis(shape=small_volume.shape)
+    streamed.methods = {"consign": fake_consign}
+    streamed.finish(result)
+    kept = an.ImageAnalysis(shape=small_volume.shape)
+    kept.methods = {"consign": fake_consign}
+    kept.finish(replace(result, samples=raw, decomposition=None))
+    assert streamed.can_sample("consign") and kept.can_sample("consign")
+    np.testing.assert_array_equal(
+        streamed.plausible("consign", 0.1, 4, 3), kept.plausible("consign", 0.1, 4, 3)
+    )
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_consign_volume_bands_same_from_samples_and_streamed(fake_consign, seed):
+    """Random 3D data: the TopK reducer's per-slice decomposition gives exactly the Bands of
+    the raw samples ``(Z, N_s, H, W)``."""
+    import torch
+
+    from napari_consign.models import TopK
+
+    rng = np.random.default_rng(seed)
+    z, ns, h, w = 5, 9, 13, 17
+    logits = rng.normal(0, 2, (z, 1, h, w)) + rng.normal(0, 1, (z, ns, h, w))
+    samples = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    topk = TopK(fake_consign.k)
+    topk.start(z, (h, w), ns)
+    for i in rng.permutation(z):
+        topk.update(int(i), torch.from_numpy(samples[i]))
+    raw = an.consign_volume_bands(fake_consign, samples)
+    streamed = an.consign_volume_bands(fake_consign, topk.result()["topk"])
+    assert raw.shape == streamed.shape == (z, h, w)
+    np.testing.assert_array_equal(raw.alphas, streamed.alphas)
+    assert raw.info == streamed.info
+    for a in raw.alphas:
+        for x, y in zip(raw.masks(a), streamed.masks(a), strict=True):
+            np.testing.assert_array_equal(x, y)
+    inner, outer = raw.masks(raw.alphas[-1])
+    assert (outer & ~inner).any()  # not a trivial case
+
+
 def test_numbers_against_truth(sampler, small_volume, synthetic_methods):
     cal = an.CalibrationSpec(kind="given", methods=synthetic_methods)
     result = an.run_to_completion(an.run_analysis(small_volume, sampler, cal, ["crc"]))
@@ -237,6 +313,38 @@ def test_calibrate_now_crc_and_pixelwise(sampler, tmp_path, builtin_model_id):
     written, problems = an.save_bundles({"crc": fitted["crc"]}, tmp_path, builtin_model_id)
     assert not problems
     assert load_bundle(written[0], model_id=builtin_model_id).n_used == 16
+
+
+def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypatch):
+    """Calibrating CONSIGN now keeps per unit only its decomposition (TopK), and gives the
+    lambda_i* of a CONSIGN fitted on the same units' raw samples."""
+    from functools import partial
+
+    from napari_consign._sample_data import sample_data_path
+    from napari_consign.conformal.consign import CONSIGN
+    from napari_consign.conformal.consign_membership import SearchSettings
+    from napari_consign.conformal.registry import MethodOptions
+    from napari_consign.models import KeepSamples
+
+    fast = SearchSettings(n_lhs=32, n_starts=2, max_steps=30, patience=10)
+    quick = partial(CONSIGN, search=fast, alphas=[0.3])  # the default search takes minutes
+    monkeypatch.setattr(an, "method_class", lambda name: quick)
+    seen = []
+    original = sampler.iter_volume
+
+    def spy(volume, reducers=None, **kwargs):
+        seen.append([type(r).__name__ for r in reducers])
+        return original(volume, reducers, **kwargs)
+
+    monkeypatch.setattr(sampler, "iter_volume", spy)
+    cases = an.read_cases(sample_data_path("cases2d.npz"), max_cases=6)
+    fitted = an.run_to_completion(an.calibrate_methods(sampler, cases, ["consign"]))["consign"]
+    assert seen == [["Moments", "TopK"]]
+    monkeypatch.undo()
+    raw = sampler.run(cases.images[0], [KeepSamples(dtype=np.float32)])["samples"]
+    ref = quick(MethodOptions(k=fitted.k, seed=0, device="cpu")).fit(raw, cases.masks[0])
+    assert fitted.n_used == ref.n_used
+    np.testing.assert_array_equal(fitted.lambda_stars(0.3), ref.lambda_stars(0.3))
 
 
 def test_ensemble_of_model_files():

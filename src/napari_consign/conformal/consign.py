@@ -39,8 +39,10 @@ from .consign_calibration import (
 )
 from .consign_decomposition import (
     Decomposition,
+    DecompositionStack,
     box_centre_and_radius,
     check_k,
+    decompose_stack,
     decompose_units,
 )
 from .consign_envelope import envelope, label_envelopes, sample_labels
@@ -115,30 +117,44 @@ class CONSIGN:
 
     # -- calibration -----------------------------------------------------------------------
 
-    def fit(self, samples: np.ndarray, masks: np.ndarray, binary: bool | None = None) -> CONSIGN:
+    def fit(
+        self,
+        samples: np.ndarray | DecompositionStack,
+        masks: np.ndarray,
+        binary: bool | None = None,
+    ) -> CONSIGN:
         """Decompose the calibration images and prepare their membership checks.
 
         ``samples``: ``(n, N_s, H, W)`` foreground probabilities or ``(n, N_s, L, H, W)`` class
-        probabilities; ``masks``: ``(n, H, W)`` labels. ``binary`` (default: ``samples.ndim ==
-        4``) says whether axis 2 is spatial (foreground probabilities) or the label axis; pass it
-        for other numbers of spatial axes, e.g. ``binary=True`` for ``(n, N_s, Z, Y, X)``.
-        Images whose ground truth has no non-background label are excluded and counted in
-        ``n_empty``. Only the float32 mean and top-``K`` components of each image are kept.
-        Everything alpha-specific is computed on first use and cached (:meth:`lambda_stars`).
+        probabilities, or their :class:`DecompositionStack` (e.g. streamed by the sampler's
+        ``TopK`` reducer; the same calibration as from the samples). ``masks``: ``(n, H, W)``
+        labels. ``binary`` (default: ``samples.ndim == 4``) says whether axis 2 is spatial
+        (foreground probabilities) or the label axis; pass it for other numbers of spatial
+        axes, e.g. ``binary=True`` for ``(n, N_s, Z, Y, X)``. Images whose ground truth has no
+        non-background label are excluded and counted in ``n_empty``. Only the float32 mean and
+        top-``K`` components of each image are kept. Everything alpha-specific is computed on
+        first use and cached (:meth:`lambda_stars`).
         """
-        samples = np.asarray(samples)
-        if samples.ndim < 3:
-            raise ConformalInputError(
-                f"samples have shape {samples.shape}: expected (n, N_s, H, W) or (n, N_s, L, H, W)"
-            )
-        self._binary = samples.ndim == 4 if binary is None else bool(binary)
-        self.n_classes = 2 if self._binary else int(samples.shape[2])
-        spatial = samples.shape[2:] if self._binary else samples.shape[3:]
-        check_k(self.k, samples.shape[1])
+        if isinstance(samples, DecompositionStack):
+            stack = self._check_stack(samples)
+            self._binary, self.n_classes = stack.binary, stack.n_classes
+            n, spatial = len(stack), stack.spatial
+        else:
+            samples = np.asarray(samples)
+            if samples.ndim < 3:
+                raise ConformalInputError(
+                    f"samples have shape {samples.shape}: expected (n, N_s, H, W) or "
+                    "(n, N_s, L, H, W)"
+                )
+            self._binary = samples.ndim == 4 if binary is None else bool(binary)
+            self.n_classes = 2 if self._binary else int(samples.shape[2])
+            spatial = samples.shape[2:] if self._binary else samples.shape[3:]
+            check_k(self.k, samples.shape[1])
+            n = samples.shape[0]
         masks = np.asarray(masks)
-        if masks.shape != (samples.shape[0], *spatial):
+        if masks.shape != (n, *spatial):
             raise ConformalInputError(
-                f"masks have shape {masks.shape}, expected {(samples.shape[0], *spatial)}: "
+                f"masks have shape {masks.shape}, expected {(n, *spatial)}: "
                 "one label map per image, on the samples' grid"
             )
         masks = _check_masks(masks, self.n_classes)
@@ -151,13 +167,24 @@ class CONSIGN:
                 "Calibrate on images that contain the structure."
             )
         index = np.flatnonzero(used)
-        decomps = decompose_units(samples[index], self.k, self._binary)
-        self._coeffs = np.stack([d.coefficients for d in decomps])
-        self._sing = np.stack([d.singular for d in decomps])
+        if isinstance(samples, DecompositionStack):
+            stack = samples.select(index)
+        else:
+            stack = decompose_stack(samples[index], self.k, self._binary)
+        self._coeffs = np.array(stack.coefficients)
+        self._sing = np.array(stack.singular)
         # The checker holds the only copy of the float32 means and top-K components.
-        self._checker = self._make_checker(decomps, masks[index], stream=0)
+        self._checker = self._make_checker(stack.units(), masks[index], stream=0)
         self._stars = {}
         return self
+
+    def _check_stack(self, stack: DecompositionStack) -> DecompositionStack:
+        if stack.k != self.k:
+            raise ConformalInputError(
+                f"the decomposition keeps K = {stack.k} components but this CONSIGN uses "
+                f"K = {self.k}; decompose with K = {self.k}"
+            )
+        return stack
 
     def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:
         """Fit on a :class:`SegmentationSet` (no training part needed)."""
@@ -221,8 +248,21 @@ class CONSIGN:
 
     # -- test time -------------------------------------------------------------------------
 
-    def decompose(self, samples: np.ndarray) -> Decomposition:
-        """Decompose one image's samples (same layout as one calibration image)."""
+    def decompose(self, samples: np.ndarray | Decomposition) -> Decomposition:
+        """Decompose one image's samples (same layout as one calibration image).
+
+        A :class:`Decomposition` (e.g. ``DecompositionStack.unit(z)`` of a streamed scan) is
+        checked against the calibration and returned as is: every test-time method below
+        needs only the decomposition, never the raw samples.
+        """
+        if isinstance(samples, Decomposition):
+            if samples.k != self.k or samples.n_classes != self.n_classes:
+                raise ConformalInputError(
+                    f"the decomposition has K = {samples.k} components and "
+                    f"{samples.n_classes} classes; this CONSIGN was calibrated with K = "
+                    f"{self.k} and {self.n_classes} classes"
+                )
+            return samples
         samples = np.asarray(samples)
         return decompose_units(samples[None], self.k, self._binary)[0]
 
@@ -230,26 +270,38 @@ class CONSIGN:
         """``(A, B)`` at the calibrated lambda-hat of ``alpha``."""
         return d.box(alpha, self.lambda_hat(alpha))
 
-    def predict(self, samples: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, samples: np.ndarray | Decomposition, alpha: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(inner, outer)`` CONSIGN envelope of one image at ``alpha`` (not a conformal set)."""
         d = self.decompose(samples)
         return envelope(d, *self.box(d, alpha))
 
-    def label_masks(self, samples: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    def label_masks(
+        self, samples: np.ndarray | Decomposition, alpha: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per-label ``(may, must)`` masks ``(L, *spatial)`` of one image at ``alpha``."""
         d = self.decompose(samples)
         return label_envelopes(d, *self.box(d, alpha))
 
     def sample(
-        self, samples: np.ndarray, alpha: float, n: int, seed: int | None = None
+        self, samples: np.ndarray | Decomposition, alpha: float, n: int, seed: int | None = None
     ) -> np.ndarray:
-        """``n`` plausible segmentations ``(n, *spatial)`` drawn uniformly from the box."""
+        """``n`` plausible segmentations ``(n, *spatial)`` drawn uniformly from the box.
+
+        ``samples``: one image's MC samples or its :class:`Decomposition` (same draws).
+        """
         d = self.decompose(samples)
         rng = np.random.default_rng(self.options.seed if seed is None else seed)
         return sample_labels(d, *self.box(d, alpha), n, rng)
 
-    def bands(self, samples: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
-        """Envelope bands of one image over the grid levels that have a set."""
+    def bands(
+        self, samples: np.ndarray | Decomposition, alphas: Sequence[float] | None = None
+    ) -> Bands:
+        """Envelope bands of one image over the grid levels that have a set.
+
+        ``samples``: one image's MC samples or its :class:`Decomposition` (same bands).
+        """
         wanted = feasible_alphas(self.n_used, self.alphas if alphas is None else alphas)
         lams = self.calibrate_alphas(wanted)
         if not lams:

@@ -17,12 +17,12 @@ done so far while sampling runs (each progress report names the slice just finis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-__all__ = ["Decomposition", "KeepSamples", "Moments", "Reducer", "TopK", "decompose"]
+from ..conformal.consign_decomposition import DecompositionStack
+
+__all__ = ["Decomposition", "DecompositionStack", "KeepSamples", "Moments", "Reducer", "TopK"]
 
 
 class Reducer:
@@ -104,112 +104,40 @@ class KeepSamples(Reducer):
         return self.dtype.itemsize * n * n_samples * shape[0] * shape[1]
 
 
-@dataclass
-class Decomposition:
-    """Top-K decomposition of the centred MC samples of each slice (METHODS.md 5.1).
-
-    With ``two_channel`` (binary task, METHODS 5.1), each sample is the two-channel map
-    ``[1 - p, p]`` flattened label axis first (length D = 2 H W). Fields, for n slices:
-
-    - ``mean``: ``(n, C, H, W)`` float32, the MC mean (C = 2 or 1);
-    - ``U``: ``(n, K, C, H, W)`` float32, the top-K left singular vectors as images;
-    - ``S``: ``(n, K)`` float64, singular values (descending);
-    - ``coeffs``: ``(n, K, N_s)`` float64, gamma[k, s] = <u_k, sample_s - mean> = S_k V[s, k].
-
-    Components with a zero singular value (e.g. identical samples) have U = 0. Signs follow
-    a fixed convention (the largest-|.| entry of each V column is positive); the CONSIGN set
-    does not depend on it.
-    """
-
-    mean: np.ndarray
-    U: np.ndarray
-    S: np.ndarray
-    coeffs: np.ndarray
-    two_channel: bool = True
-
-    @property
-    def k(self) -> int:
-        return self.U.shape[1]
-
-
-def decompose(
-    samples: torch.Tensor, k: int, two_channel: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Thin SVD of one slice's centred samples ``(N_s, H, W)`` through the N_s x N_s Gram matrix.
-
-    Returns ``(mean (C,H,W), U (K,C,H,W), S (K,), coeffs (K, N_s))`` as in :class:`Decomposition`.
-    With ``two_channel`` the decomposition is that of ``[1 - p, p]``, derived exactly from the
-    one of ``p``: the centred rows are ``[-x, x]``, so the Gram matrix doubles, singular values
-    and coefficients scale by sqrt(2) and ``u = [-u_p, u_p] / sqrt(2)``.
-    """
-    n, h, w = samples.shape
-    x = samples.reshape(n, -1).double()
-    mu = x.mean(0)
-    xc = x - mu
-    gram = xc @ xc.T
-    evals, evecs = torch.linalg.eigh(gram)  # ascending
-    order = torch.argsort(evals, descending=True)[:k]
-    evals = evals[order].clamp_min(0)
-    v = evecs[:, order]  # (N_s, K)
-    signs = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))
-    v = v * torch.where(signs == 0, torch.ones_like(signs), signs)
-    s = evals.sqrt()
-    tol = s[:1].clamp_min(1e-300) * 1e-7 if s.numel() else s
-    good = s > tol
-    u = torch.zeros(x.shape[1], s.numel(), dtype=x.dtype, device=x.device)
-    if good.any():
-        u[:, good] = (xc.T @ v[:, good]) / s[good]
-    coeffs = (v * s).T  # (K, N_s)
-    mu = mu.reshape(1, h, w)
-    u = u.T.reshape(-1, 1, h, w)
-    if two_channel:
-        r2 = 2.0**0.5
-        mu = torch.cat([1.0 - mu, mu], dim=0)
-        u = torch.cat([-u, u], dim=1) / r2
-        s = s * r2
-        coeffs = coeffs * r2
-    return (
-        mu.float().cpu().numpy(),
-        u.float().cpu().numpy(),
-        s.cpu().numpy(),
-        coeffs.cpu().numpy(),
-    )
+#: CONSIGN's per-slice decompositions (the name ``models.Decomposition`` is kept for them).
+Decomposition = DecompositionStack
 
 
 class TopK(Reducer):
-    """Per-slice top-K decomposition for CONSIGN (result key ``topk``: a :class:`Decomposition`).
+    """Per-slice top-K decomposition for CONSIGN (METHODS.md 5.1), streamed.
 
-    K is capped at N_s - 1 (the rank of centred samples). Memory per slice: K x C x H x W float32.
+    Result key ``topk``: a :class:`~napari_consign.conformal.consign_decomposition.
+    DecompositionStack` with one binary unit per slice (the two channels ``[1 - p, p]``),
+    computed by the same code as CONSIGN's own decomposition of raw samples, so
+    ``CONSIGN.bands`` and ``CONSIGN.sample`` give exactly the same results from it. Per slice
+    it keeps the float32 foreground mean and top-K components (``(K + 1) x H x W`` float32),
+    the K singular values and the ``K x N_s`` coefficients (float64); the slice's samples are
+    dropped after :meth:`update`. K is capped at N_s - 1 (the rank of centred samples).
     """
 
-    def __init__(self, k: int = 5, two_channel: bool = True):
-        if k < 1:
-            raise ValueError("k must be >= 1")
-        self.k = k
-        self.two_channel = two_channel
-        self.out: Decomposition | None = None
+    def __init__(self, k: int = 5):
+        if int(k) != k or k < 1:
+            raise ValueError("k must be a positive integer")
+        self.k = int(k)
+        self.out: DecompositionStack | None = None
 
     def start(self, n_slices, shape, n_samples):
         if n_samples < 2:
             raise ValueError("a top-K decomposition needs at least 2 samples")
         k = min(self.k, n_samples - 1)
-        c = 2 if self.two_channel else 1
-        self.out = Decomposition(
-            mean=np.zeros((n_slices, c, *shape), np.float32),
-            U=np.zeros((n_slices, k, c, *shape), np.float32),
-            S=np.zeros((n_slices, k), np.float64),
-            coeffs=np.zeros((n_slices, k, n_samples), np.float64),
-            two_channel=self.two_channel,
-        )
+        self.out = DecompositionStack.empty(n_slices, tuple(shape), k, n_samples)
 
     def update(self, z, samples):
-        mu, u, s, g = decompose(samples, self.out.k, self.two_channel)
-        self.out.mean[z], self.out.U[z], self.out.S[z], self.out.coeffs[z] = mu, u, s, g
+        self.out.fill(z, samples.detach().float().cpu().numpy()[None])
 
     def result(self):
         return {"topk": self.out}
 
     def nbytes(self, n_slices, shape, n_samples):
-        c = 2 if self.two_channel else 1
         k = min(self.k, max(1, n_samples - 1))
-        return 4 * n_slices * (k + 1) * c * shape[0] * shape[1] + 8 * n_slices * k * (n_samples + 1)
+        return DecompositionStack.nbytes_for(n_slices, tuple(shape), k, n_samples)
