@@ -219,3 +219,43 @@ def test_evaluate_reports_set_metrics(monkeypatch):
         metrics = report["methods"][name]
         for key in ("set_coverage", "sEC_100", "chao1_100", "corr_100", "lambda_hat"):
             assert np.isfinite(metrics[key]["mean"]), (name, key)
+
+
+def _random_points(rng, lower, upper, n=200):
+    corners = np.array(np.meshgrid(*zip(lower, upper, strict=True))).reshape(len(lower), -1).T
+    inside = lower + rng.uniform(size=(n, len(lower))) * (upper - lower)
+    return np.concatenate([corners, inside])
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_pruning_bound_is_above_every_score_in_the_box(small, n_classes):
+    """The closed-form recall bound never falls below the score of a point of the box."""
+    rng = np.random.default_rng(n_classes)
+    if n_classes == 2:
+        samples, masks = small
+        decomps = decompose_units(samples[:10], 2, binary=True)
+    else:
+        logits = rng.normal(0, 1, (10, 6, 3, 8, 8)) + rng.normal(0, 2, (10, 1, 3, 8, 8))
+        probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+        masks = np.argmax(logits.mean(axis=1) + rng.normal(0, 1, (10, 3, 8, 8)), axis=1)
+        decomps = decompose_units(probs, 2, binary=False)
+    checker = MembershipChecker(decomps, masks[:10], 0.5, range(10), FAST, "cpu")
+    for i, d in enumerate(decomps):
+        for scale in (0.1, 1.0, 20.0):
+            lo, hi = d.box(0.2, scale)
+            bound = checker._score_bound(np.array([i]), lo[None], hi[None])[0]
+            scores = beta_scores(masks[i], d.labels(_random_points(rng, lo, hi)))
+            assert scores.max() <= bound + 1e-12
+
+
+def test_pruning_changes_no_certificate(small):
+    samples, masks = small
+    truths = np.concatenate([masks, np.ones_like(masks[:6])])  # all foreground: mostly out
+    stars = []
+    for prune in (True, False):
+        settings = SearchSettings(n_lhs=64, n_starts=4, max_steps=100, patience=20, prune=prune)
+        m = CONSIGN(MethodOptions(beta=0.8, k=2), search=settings)
+        m.fit(np.concatenate([samples, samples[:6]]), truths)
+        stars.append(m.lambda_stars(0.2))
+    np.testing.assert_array_equal(*stars)
+    assert np.isinf(stars[0]).any() and np.isfinite(stars[0]).any()
