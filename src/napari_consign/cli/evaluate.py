@@ -21,7 +21,7 @@ import numpy as np
 
 from ..conformal.crc_rule import check_alpha
 from ..conformal.dataset import SegmentationSet
-from ..conformal.evaluation import _split_metrics, aggregate, split_sizes
+from ..conformal.evaluation import split_metrics, aggregate, split_sizes
 from ..conformal.metrics import tpr
 from ..conformal.registry import METHODS, MethodOptions, make_method
 from ..npz_contract import load_segmentation_set
@@ -126,7 +126,7 @@ def run_split(job: SplitJob, data: SegmentationSet) -> dict:
             if method is None or not _alpha_free(name, job.options):
                 method = make_method(name, replace(job.options, alpha=alpha))
                 method.calibrate(cal, train)
-            metrics[alpha][name] = _split_metrics(method, test, alpha)
+            metrics[alpha][name] = split_metrics(method, test, alpha)
             if alpha == job.primary:
                 pairs = zip(method.predict_masks(test, alpha), test.masks, strict=True)
                 values = [tpr(outer, truth) for (_, outer), truth in pairs]

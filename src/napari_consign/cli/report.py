@@ -6,7 +6,9 @@ backend (no display needed; imported only here):
 
 * ``coverage_per_image.png``: the distribution of per-image coverage (outer-band TPR) of the
   test images of all splits, per method, at the main alpha, against 1 - alpha;
-* ``coverage_vs_alpha.png``: marginal coverage and coverage gap against alpha (mean +- SD);
+* ``coverage_vs_alpha.png``: marginal coverage and coverage gap against alpha (mean +- SD),
+  with the set coverage (the fraction of test images whose ground truth is in the set, their
+  guarantee) of CONSIGN and the pixel-wise baseline dotted;
 * ``band_size_vs_alpha.png``: outer and inner band size (pixels per test unit) against alpha.
 """
 
@@ -104,10 +106,24 @@ def plots(report: dict, folder: Path) -> list[Path]:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(levels, [1 - a for a in levels], color="grey", ls="--", lw=1, label="1 - alpha")
-    for name in methods:
+    for i, name in enumerate(methods):
         for ax_, key in ((left, "marginal_coverage"), (right, "coverage_gap")):
             mean, sd = series(name, key)
-            ax_.errorbar(levels, mean, yerr=sd, marker="o", capsize=3, label=name.upper())
+            ax_.errorbar(
+                levels, mean, yerr=sd, marker="o", capsize=3, color=f"C{i}", label=name.upper()
+            )
+        if "set_coverage" in report["methods"][name]:  # the guarantee of a set method
+            mean, sd = series(name, "set_coverage")
+            left.errorbar(
+                levels,
+                mean,
+                yerr=sd,
+                ls=":",
+                marker="s",
+                capsize=3,
+                color=f"C{i}",
+                label=f"{name.upper()} set coverage",
+            )
     left.set(xlabel="alpha", ylabel="marginal coverage", title="Coverage against alpha")
     right.set(
         xlabel="alpha",

@@ -44,9 +44,11 @@ def split_sizes(n: int, cal_fraction: float, train_fraction: float) -> SplitSize
     return sizes
 
 
-def _split_metrics(
+def split_metrics(
     method: EvaluableMethod, test: SegmentationSet, alpha: float
 ) -> dict[str, float]:
+    """Test metrics of a calibrated method at ``alpha``: coverage, gap, FNR, inner loss, band
+    sizes, empty-mask counts, its calibrated quantities and any method-specific metrics."""
     rows = [
         unit_metrics(inner, outer, truth)
         for (inner, outer), truth in zip(method.predict_masks(test, alpha), test.masks, strict=True)
@@ -110,7 +112,7 @@ def evaluate(
         for name in methods:
             method = make_method(name, options)
             method.calibrate(cal, train)
-            per_method[name].append(_split_metrics(method, test, alpha))
+            per_method[name].append(split_metrics(method, test, alpha))
         if progress is not None:
             progress(s + 1, splits)
     return {
