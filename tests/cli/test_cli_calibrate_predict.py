@@ -114,3 +114,32 @@ def test_evaluate_single_alpha_matches_core(run_cli, samples_npz, tmp_path):
     assert run_cli(["evaluate", *args, "--json", str(js)]) == 0
     core = evaluate(load_segmentation_set(samples_npz), ["crc"], 0.1, splits=3, seed=2)
     assert json.loads(js.read_text())["methods"] == json.loads(json.dumps(core["methods"]))
+
+
+def test_evaluate_on_a_folder_of_scans(run_cli, cases_dir, tmp_path):
+    js = tmp_path / "scans.json"
+    argv = ["evaluate", "--cases", str(cases_dir), "--methods", "crc", "--alpha", "0.3"]
+    argv += ["--splits", "2", "--n-samples", "2", "--quiet", "--json", str(js)]
+    assert run_cli(argv) == 0
+    report = json.loads(js.read_text())
+    # 8 scans of 4 slices, the last slice of every mask empty: 24 units; 4 + 4 scans
+    assert report["split_by"] == "scan" and report["n_units"] == 24
+    assert (report["n_cal"], report["n_test"]) == (4, 4)
+    assert report["methods"]["crc"]["n_test_used"]["mean"] == 12
+
+
+def test_scan_splits_keep_each_scan_in_one_part():
+    from napari_consign.cli.evaluate import _scan_split
+    from napari_consign.conformal.evaluation import split_sizes
+
+    units_per_scan = np.array([3, 1, 4, 2, 5, 2])
+    owner = np.repeat(np.arange(6), units_per_scan)
+    sizes = split_sizes(6, 0.5, 1 / 3)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        perm, n_train, n_cal = _scan_split(rng, units_per_scan, sizes)
+        assert sorted(perm) == list(range(units_per_scan.sum()))
+        parts = [perm[:n_train], perm[n_train : n_train + n_cal], perm[n_train + n_cal :]]
+        scans = [set(owner[p]) for p in parts]
+        assert [len(s) for s in scans] == [sizes.train, sizes.cal, sizes.test]
+        assert not (scans[0] & scans[1] or scans[0] & scans[2] or scans[1] & scans[2])

@@ -17,7 +17,6 @@ identity.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +26,10 @@ from .errors import CLIError
 from .options import (
     add_method_arguments,
     add_scale_out_arguments,
-    map_scaled,
     method_options,
     parse_methods,
 )
+from .scans import add_sampling_arguments, sample_folders, say
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,63 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="AT/COAT without --train: fraction of the scans (NPZ: units) used for "
         "training, never for calibration (default 0.25)",
     )
-    p.add_argument("--model", type=Path, action="append", help="model file(s); default bundled")
-    p.add_argument("--mode", choices=("mc_dropout", "tta", "ensemble"), default="mc_dropout")
-    p.add_argument("--n-samples", type=int, default=10, help="N_s per slice (default 10)")
+    add_sampling_arguments(p)
     p.add_argument("--model-id", help="--samples only: model identity if the NPZ lacks one")
     p.add_argument("--seed", type=int, default=0, help="sampling, split and training seed")
     p.add_argument("--overwrite", action="store_true", help="replace existing bundles")
     add_method_arguments(p)
     add_scale_out_arguments(p)
     p.set_defaults(run=run)
-
-
-def _say(args, text: str) -> None:
-    if not args.quiet:
-        print(text, file=sys.stderr)
-
-
-def _sample_folders(
-    args, folders: list[Path], keep: bool, device: str
-) -> tuple[list[list], str, list[str]]:
-    """Sample every scan of ``folders`` on ``device`` (one job per scan); per folder, its sets."""
-    from ..cases import ScanJob, find_case_pairs, sample_scan, scan_seed
-
-    pairs = [find_case_pairs(f) for f in folders]
-    jobs, index = [], 0
-    for group in pairs:
-        for image, mask in group:
-            jobs.append(
-                ScanJob(
-                    index,
-                    image,
-                    mask,
-                    scan_seed(args.seed, index),
-                    tuple(args.model or ()),
-                    "ensemble" if len(args.model or ()) > 1 else args.mode,
-                    args.n_samples,
-                    device,
-                    keep,
-                )
-            )
-            index += 1
-    results = map_scaled(sample_scan, jobs, args, "sampling scans")
-    empty_scans = [r["name"] for r in results if r["data"] is None]
-    notes = [
-        f"{len(results)} scan(s): {sum(r['n_units'] for r in results)} slices with structure "
-        f"become 2D units; {sum(r['n_empty'] for r in results)} slices with an empty mask are "
-        "left out"
-        + (f" (scans without structure: {', '.join(empty_scans[:3])})" if empty_scans else "")
-    ]
-    identity = next((r["identity"] for r in results if r["data"] is not None), None)
-    if identity is None:
-        raise CLIError("every mask is empty: no slice has structure to calibrate on")
-    out, start = [], 0
-    for group in pairs:
-        chunk = results[start : start + len(group)]
-        out.append([r["data"] for r in chunk if r["data"] is not None])
-        start += len(group)
-    return out, identity, notes
 
 
 def _train_cal_order(n: int, fraction: float, seed: int, what: str) -> tuple[list, list]:
@@ -157,10 +106,6 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.out} already holds {', '.join(existing)}; pass --overwrite")
     if not 0.0 < args.train_fraction < 1.0:
         raise CLIError(f"--train-fraction must lie in (0, 1), got {args.train_fraction}")
-    if args.n_samples < 1:
-        raise CLIError("--n-samples must be at least 1")
-
-    notes: list[str] = []
     if args.samples is not None:
         if not args.samples.is_file():
             raise CLIError(f"{args.samples}: no such file")
@@ -168,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         keep = "consign" in names or "pixelwise" in names or args.use_variance
         folders = [args.cases] + ([args.train] if args.train and needs_training else [])
-        groups, identity, notes = _sample_folders(args, folders, keep, options.device)
+        groups, identity = sample_folders(args, folders, keep, options.device)
         if args.train is not None and needs_training:
             train, cal = stack_sets(groups[1]), stack_sets(groups[0])
         elif needs_training:
@@ -179,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
             cal = stack_sets([groups[0][i] for i in ca])
         else:
             train, cal = None, stack_sets(groups[0])
-    for line in notes:
-        _say(args, line)
-    _say(
+    say(
         args,
         f"calibrating {', '.join(names)} on {len(cal)} units"
         + (f", training predictors on {len(train)}" if train is not None else ""),

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..conformal.crc_rule import check_alpha
 from ..conformal.dataset import SegmentationSet
-from ..conformal.evaluation import split_metrics, aggregate, split_sizes
+from ..conformal.evaluation import aggregate, split_metrics, split_sizes
 from ..conformal.metrics import tpr
 from ..conformal.registry import METHODS, MethodOptions, make_method
 from ..npz_contract import load_segmentation_set
@@ -34,6 +34,7 @@ from .options import (
     parse_alphas,
     parse_methods,
 )
+from .scans import add_sampling_arguments, sample_folders
 
 #: Metrics shown in the printed table: key, column title, number format.
 TABLE_COLUMNS = (
@@ -58,9 +59,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate conformal methods over random calibration/test splits",
         description="Evaluate conformal methods on an NPZ of Monte-Carlo samples and masks "
-        "(see the README's NPZ contract); prints a table and optionally writes JSON.",
+        "(see the README's NPZ contract) or on a folder of labelled scans (sampled with the "
+        "model; splits then keep each scan in one part); prints a table and optionally writes "
+        "JSON, Markdown and plots.",
     )
-    p.add_argument("--samples", required=True, type=Path, help="NPZ file (samples, masks)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--samples", type=Path, help="NPZ file (samples, masks)")
+    src.add_argument("--cases", type=Path, help="folder of image + mask scans (pairing rule)")
     p.add_argument("--methods", default="crc", help=f"comma-separated: {', '.join(METHODS)}")
     p.add_argument(
         "--alpha",
@@ -85,6 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "one (default 0.25)",
     )
     add_method_arguments(p)
+    add_sampling_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.add_argument("--markdown", type=Path, default=None, help="write Markdown tables here")
     p.add_argument("--plots", type=Path, default=None, help="write PNG plots in this folder")
@@ -134,13 +140,18 @@ def run_split(job: SplitJob, data: SegmentationSet) -> dict:
     return {"metrics": metrics, "tprs": tprs}
 
 
+def split_unit(report: dict) -> str:
+    """What the split sizes count: "units", or "scans" when whole scans were split."""
+    return "scans" if report.get("split_by") == "scan" else "units"
+
+
 def format_table(report: dict) -> str:
     """A readable table: mean (SD) over splits for every method."""
     head = f"{'method':<10}" + "".join(f"{title:>20}" for _, title, _ in TABLE_COLUMNS)
     lines = [
         f"alpha = {report['alpha']:g}, {report['splits']} splits (seed {report['seed']}), "
-        f"n = {report['n_units']}: train {report['n_train']} / cal {report['n_cal']} / "
-        f"test {report['n_test']}",
+        f"n = {report['n_units']} units: train {report['n_train']} / cal {report['n_cal']} / "
+        f"test {report['n_test']} {split_unit(report)}",
         head,
         "-" * len(head),
     ]
@@ -168,36 +179,54 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _scan_split(
+    rng: np.random.Generator, units_per_scan: np.ndarray, sizes
+) -> tuple[np.ndarray, int, int]:
+    """One split of whole scans: the unit permutation and the train and calibration unit
+    counts, for ``sizes`` counted in scans (a scan's slices never fall in two parts)."""
+    starts = np.concatenate([[0], np.cumsum(units_per_scan)])
+    order = rng.permutation(len(units_per_scan))
+    perm = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in order])
+    counts = units_per_scan[order]
+    n_train = int(counts[: sizes.train].sum())
+    return perm, n_train, int(counts[sizes.train : sizes.train + sizes.cal].sum())
+
+
+def _load(args: argparse.Namespace, methods: list[str], options: MethodOptions):
+    """``(data, units per scan or None, source)`` from ``--samples`` or ``--cases``."""
+    if args.samples is not None:
+        return load_segmentation_set(args.samples), None, str(args.samples)
+    from ..cases import stack_sets
+
+    keep = bool({"consign", "pixelwise"} & set(methods)) or options.use_variance
+    (sets,), _ = sample_folders(args, [args.cases], keep, options.device)
+    return stack_sets(sets), np.array([len(s) for s in sets]), str(args.cases)
+
+
 def run(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     alphas = [check_alpha(a) for a in (parse_alphas(args.alphas) if args.alphas else [])]
     primary = check_alpha(args.alpha)
     alphas = sorted(set(alphas) | {primary})
-    inputs = {args.samples.resolve()}
+    inputs = {args.samples.resolve()} if args.samples is not None else set()
     for target in (args.json, args.markdown):
         if target is not None and target.resolve() in inputs:
             raise CLIError(f"{target} would overwrite the input samples file; choose another path")
     if args.splits < 1:
         raise CLIError(f"--splits must be at least 1, got {args.splits}")
-    data = load_segmentation_set(args.samples)
     options = replace(method_options(args), alpha=primary)
     needs_training = any(make_method(m, options).needs_training for m in methods)
-    sizes = split_sizes(
-        len(data), args.cal_fraction, args.train_fraction if needs_training else 0.0
-    )
+    data, units_per_scan, source = _load(args, methods, options)
+    n_items = len(data) if units_per_scan is None else len(units_per_scan)
+    sizes = split_sizes(n_items, args.cal_fraction, args.train_fraction if needs_training else 0.0)
     rng = np.random.default_rng(args.seed)  # as conformal.evaluation.evaluate draws splits
-    jobs = [
-        SplitJob(
-            rng.permutation(len(data)),
-            sizes.train,
-            sizes.cal,
-            tuple(methods),
-            tuple(alphas),
-            primary,
-            options,
-        )
-        for _ in range(args.splits)
-    ]
+    jobs = []
+    for _ in range(args.splits):
+        if units_per_scan is None:
+            perm, n_train, n_cal = rng.permutation(len(data)), sizes.train, sizes.cal
+        else:
+            perm, n_train, n_cal = _scan_split(rng, units_per_scan, sizes)
+        jobs.append(SplitJob(perm, n_train, n_cal, tuple(methods), tuple(alphas), primary, options))
     results = map_scaled(run_split, jobs, args, "splits", shared=data)
     sweep = {
         f"{alpha:g}": {m: aggregate([r["metrics"][alpha][m] for r in results]) for m in methods}
@@ -208,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         "splits": args.splits,
         "seed": args.seed,
         "n_units": len(data),
+        "split_by": "unit" if units_per_scan is None else "scan",
         "n_train": sizes.train,
         "n_cal": sizes.cal,
         "n_test": sizes.test,
@@ -215,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         "alphas": alphas,
         "sweep": sweep,
         "per_image_tpr": {m: [t for r in results for t in r["tprs"][m]] for m in methods},
-        "samples_file": str(args.samples),
+        "samples_file": source,
     }
     print(format_table(report))
     if args.json is not None:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from .errors import CLIError
-from .evaluate import SET_COLUMNS, TABLE_COLUMNS
+from .evaluate import SET_COLUMNS, TABLE_COLUMNS, split_unit
 
 PLOTS = ("coverage_per_image.png", "coverage_vs_alpha.png", "band_size_vs_alpha.png")
 
@@ -40,9 +40,10 @@ def markdown(report: dict, plots: list[Path] = (), relative_to: Path | None = No
         "",
         f"`{report.get('samples_file', '')}`: {report['n_units']} units; {report['splits']} "
         f"random splits (seed {report['seed']}) of train {report['n_train']} / calibration "
-        f"{report['n_cal']} / test {report['n_test']}; mean (SD) over splits. Coverage is "
-        "the outer band's TPR; the gap is mean |TPR_i - (1 - alpha)|; sizes are pixels per "
-        "test unit.",
+        f"{report['n_cal']} / test {report['n_test']} {split_unit(report)}; mean (SD) over "
+        "splits. Coverage is the outer band's TPR (for CONSIGN and the pixel-wise baseline, "
+        "of their envelope; their guarantee is the set coverage); the gap is mean "
+        "|TPR_i - (1 - alpha)|; sizes are pixels per test unit.",
         "",
         "| method | alpha | " + " | ".join(t for _, t, _ in columns) + " |",
         "|---|---|" + "---|" * len(columns),
