@@ -5,7 +5,7 @@ the shipped threshold/calibration/test cases). Writes ``sample_data/unet_lesions
 state dict, loaded with ``torch.load(weights_only=True)``) and ``sample_data/unet_lesions.json``
 (architecture, input normalisation, training settings, test Dice, sha256 of the weights).
 
-    python scripts/train_model.py                  # about 10 min on 2 CPU threads
+    python scripts/train_model.py                  # 811 s on one CPU thread
     python scripts/train_model.py --steps 50 --out /tmp/m   # a quick smoke run
     python scripts/train_model.py --evaluate-only           # re-measure the shipped weights
 
