@@ -38,11 +38,16 @@ def main() -> None:
     parser.add_argument("--n-lhs", type=int, default=1000, help="Latin-hypercube points")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="search even where the closed-form recall bound rules a box out",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     d = lesion_cases(args.n, size=args.size, n_samples=args.samples, seed=0)
-    search = SearchSettings(n_lhs=args.n_lhs)
+    search = SearchSettings(n_lhs=args.n_lhs, prune=not args.no_prune)
     options = MethodOptions(beta=args.beta, k=args.k, device=args.device)
 
     t0 = time.perf_counter()
@@ -75,7 +80,8 @@ def main() -> None:
     print(
         f"machine: {name}, {os.cpu_count()} cores, torch threads {args.threads}; "
         f"{method.n_used} calibration images of {args.size}x{args.size}, N_s = {args.samples}, "
-        f"K = {args.k}, alpha = {args.alpha}, beta = {args.beta}, {args.n_lhs} LHS points; "
+        f"K = {args.k}, alpha = {args.alpha}, beta = {args.beta}, {args.n_lhs} LHS points, "
+        f"pruning {'off' if args.no_prune else 'on'}; "
         f"decomposition {t_fit:.3f} s"
     )
     print(f"| {'calibration':<46} | {'time (s)':>9} | {'image checks':>12} | {'lambda-hat':>10} |")

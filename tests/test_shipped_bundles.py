@@ -35,7 +35,7 @@ def test_bundle_ships_for_the_bundled_model(name, identity, evaluation):
     header = read_bundle_header(path)
     assert header["method"] == name and header["model_id"] == identity
     method = load_bundle(path, model_id=identity)
-    with pytest.raises(BundleError, match="another model|calibrated for model"):
+    with pytest.raises(BundleError, match="calibrated for model"):
         load_bundle(path, model_id="0" * 64)
 
     report = evaluation["methods"][name]

@@ -44,9 +44,7 @@ def split_sizes(n: int, cal_fraction: float, train_fraction: float) -> SplitSize
     return sizes
 
 
-def split_metrics(
-    method: EvaluableMethod, test: SegmentationSet, alpha: float
-) -> dict[str, float]:
+def split_metrics(method: EvaluableMethod, test: SegmentationSet, alpha: float) -> dict[str, float]:
     """Test metrics of a calibrated method at ``alpha``: coverage, gap, FNR, inner loss, band
     sizes, empty-mask counts, its calibrated quantities and any method-specific metrics."""
     rows = [
