@@ -84,7 +84,7 @@ def test_multiclass_samples(tmp_path):
 
 def test_multiclass_consign_and_pixelwise(tmp_path):
     """(n, N_s, L, H, W) samples through CONSIGN and the pixel-wise baseline: set metrics."""
-    one, two = (lesion_cases(24, size=12, n_samples=5, seed=s) for s in (1, 2))
+    one, two = (lesion_cases(24, size=10, n_samples=5, seed=s) for s in (1, 2))
     pa, pb = one["samples"], two["samples"]  # two lesion classes, background 0
     q = np.stack([(1 - pa) * (1 - pb), pa * (1 - pb), (1 - pa) * pb], axis=2)
     masks = np.where(one["masks"] > 0, 1, np.where(two["masks"] > 0, 2, 0))

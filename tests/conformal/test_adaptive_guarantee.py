@@ -24,66 +24,48 @@ def _set(n, seed):
     return SegmentationSet.from_samples(d["samples"], d["masks"], d["images"])
 
 
-@pytest.fixture(scope="module")
-def trial_losses():
-    coat = COAT(config=PredictorConfig(epochs=10, seed=0))
-    coat.train(_set(60, seed=999))
-    pool = _set(TRIALS * (N_CAL + N_TEST), seed=1000)
+def _losses_over_draws(method, trials: int, n_cal: int, n_test: int, seed: int) -> dict:
+    """Mean test FNR and inner loss of a fixed-predictor method over fresh i.i.d. draws."""
+    pool = _set(trials * (n_cal + n_test), seed=seed)
     out = {"fnr": [], "inner": []}
-    for t in range(TRIALS):
-        idx = np.arange(t * (N_CAL + N_TEST), (t + 1) * (N_CAL + N_TEST))
-        cal, test = pool.subset(idx[:N_CAL]), pool.subset(idx[N_CAL:])
-        coat.fit_shifts(cal)
+    for t in range(trials):
+        idx = np.arange(t * (n_cal + n_test), (t + 1) * (n_cal + n_test))
+        cal, test = pool.subset(idx[:n_cal]), pool.subset(idx[n_cal:])
+        method.fit_shifts(cal)
         rows = [
             (fnr(o, y), inner_loss(i, y))
-            for (i, o), y in zip(coat.predict_masks(test, ALPHA), test.masks, strict=True)
+            for (i, o), y in zip(method.predict_masks(test, ALPHA), test.masks, strict=True)
         ]
         out["fnr"].append(np.mean([r[0] for r in rows]))
         out["inner"].append(np.mean([r[1] for r in rows]))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("loss", ["fnr", "inner"])
-def test_mean_loss_at_most_alpha(trial_losses, loss):
-    x = trial_losses[loss]
-    assert x.mean() <= ALPHA + 3 * x.std(ddof=1) / np.sqrt(x.size), x.mean()
+# name: (predictor, its training seed, draws, calibration and test units per draw, pool seed).
+# AT is kept fast (a small input size, fewer units per draw): ~10 s on one core.
+DESIGNS = {
+    "coat": (lambda: COAT(config=PredictorConfig(epochs=10, seed=0)), 999, TRIALS, N_CAL, N_TEST,
+             1000),
+    "at": (lambda: AT(config=PredictorConfig(objective="at", epochs=10, seed=0, input_size=24)),
+           998, 200, 30, 30, 2000),
+}  # fmt: skip
 
 
-def test_outer_band_is_tight(trial_losses):
-    x = trial_losses["fnr"]
-    assert x.mean() >= ALPHA - 2 / (N_CAL + 1) - 3 * x.std(ddof=1) / np.sqrt(x.size), x.mean()
-
-
-# AT: the same check, kept fast (a small input size, fewer units per draw): ~10 s on one core.
-AT_TRIALS, AT_CAL, AT_TEST = 200, 30, 30
-
-
-@pytest.fixture(scope="module")
-def at_trial_losses():
-    at = AT(config=PredictorConfig(objective="at", epochs=10, seed=0, input_size=24))
-    at.train(_set(60, seed=998))
-    pool = _set(AT_TRIALS * (AT_CAL + AT_TEST), seed=2000)
-    out = {"fnr": [], "inner": []}
-    for t in range(AT_TRIALS):
-        idx = np.arange(t * (AT_CAL + AT_TEST), (t + 1) * (AT_CAL + AT_TEST))
-        cal, test = pool.subset(idx[:AT_CAL]), pool.subset(idx[AT_CAL:])
-        at.fit_shifts(cal)
-        rows = [
-            (fnr(o, y), inner_loss(i, y))
-            for (i, o), y in zip(at.predict_masks(test, ALPHA), test.masks, strict=True)
-        ]
-        out["fnr"].append(np.mean([r[0] for r in rows]))
-        out["inner"].append(np.mean([r[1] for r in rows]))
-    return {k: np.asarray(v) for k, v in out.items()}
+@pytest.fixture(scope="module", params=list(DESIGNS))
+def draws(request) -> tuple[dict, int]:
+    """Per-draw mean losses of COAT or AT with a predictor trained once, and n_cal."""
+    make, train_seed, trials, n_cal, n_test, pool_seed = DESIGNS[request.param]
+    method = make()
+    method.train(_set(60, seed=train_seed))
+    return _losses_over_draws(method, trials, n_cal, n_test, seed=pool_seed), n_cal
 
 
 @pytest.mark.parametrize("loss", ["fnr", "inner"])
-def test_at_mean_loss_at_most_alpha(at_trial_losses, loss):
-    x = at_trial_losses[loss]
+def test_mean_loss_at_most_alpha(draws, loss):
+    x = draws[0][loss]
     assert x.mean() <= ALPHA + 3 * x.std(ddof=1) / np.sqrt(x.size), x.mean()
 
 
-def test_at_outer_band_is_tight(at_trial_losses):
-    x = at_trial_losses["fnr"]
-    low = ALPHA - 2 / (AT_CAL + 1) - 3 * x.std(ddof=1) / np.sqrt(x.size)
-    assert x.mean() >= low, x.mean()
+def test_outer_band_is_tight(draws):
+    x, n_cal = draws[0]["fnr"], draws[1]
+    assert x.mean() >= ALPHA - 2 / (n_cal + 1) - 3 * x.std(ddof=1) / np.sqrt(x.size), x.mean()

@@ -35,6 +35,21 @@ def small_volume():
     return vol[40:44]
 
 
+@pytest.fixture
+def reducer_spy(sampler, monkeypatch) -> list:
+    """The reducer types of every ``sampler.iter_volume`` call (``monkeypatch.undo()`` stops
+    recording)."""
+    seen = []
+    original = sampler.iter_volume
+
+    def spy(volume, reducers=None, **kwargs):
+        seen.append([type(r).__name__ for r in reducers])
+        return original(volume, reducers, **kwargs)
+
+    monkeypatch.setattr(sampler, "iter_volume", spy)
+    return seen
+
+
 def test_guarantee_wording():
     text = guarantee("crc", 0.1)
     assert "misses at most 10% of the lesion on average" in text
@@ -138,21 +153,14 @@ def test_consign_volume_bands_and_sampling(sampler, small_volume, fake_consign):
 
 
 def test_consign_run_streams_the_decomposition_not_the_samples(
-    sampler, small_volume, fake_consign, monkeypatch
+    sampler, small_volume, fake_consign, monkeypatch, reducer_spy
 ):
     """CONSIGN's run keeps per slice only its top-K decomposition (never a KeepSamples
     reducer), and gives exactly the bands and plausible draws of the raw samples."""
     from napari_consign.conformal.consign_decomposition import DecompositionStack
     from napari_consign.models import KeepSamples
 
-    seen = []
-    original = sampler.iter_volume
-
-    def spy(volume, reducers=None, **kwargs):
-        seen.append([type(r).__name__ for r in reducers])
-        return original(volume, reducers, **kwargs)
-
-    monkeypatch.setattr(sampler, "iter_volume", spy)
+    seen = reducer_spy
     cal = an.CalibrationSpec(kind="given", methods={"consign": fake_consign})
     result = an.run_to_completion(
         an.run_analysis(small_volume, sampler, cal, ["consign"], start_slice=2)
@@ -315,7 +323,7 @@ def test_calibrate_now_crc_and_pixelwise(sampler, tmp_path, builtin_model_id):
     assert load_bundle(written[0], model_id=builtin_model_id).n_used == 16
 
 
-def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypatch):
+def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypatch, reducer_spy):
     """Calibrating CONSIGN now keeps per unit only its decomposition (TopK), and gives the
     lambda_i* of a CONSIGN fitted on the same units' raw samples."""
     from functools import partial
@@ -329,14 +337,7 @@ def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypa
     fast = SearchSettings(n_lhs=32, n_starts=2, max_steps=30, patience=10)
     quick = partial(CONSIGN, search=fast, alphas=[0.3])  # the default search takes minutes
     monkeypatch.setattr(an, "method_class", lambda name: quick)
-    seen = []
-    original = sampler.iter_volume
-
-    def spy(volume, reducers=None, **kwargs):
-        seen.append([type(r).__name__ for r in reducers])
-        return original(volume, reducers, **kwargs)
-
-    monkeypatch.setattr(sampler, "iter_volume", spy)
+    seen = reducer_spy
     cases = an.read_cases(sample_data_path("cases2d.npz"), max_cases=6)
     fitted = an.run_to_completion(an.calibrate_methods(sampler, cases, ["consign"]))["consign"]
     assert seen == [["Moments", "TopK"]]

@@ -11,6 +11,9 @@ import pytest
 from napari_consign.cli import demo
 from napari_consign.cli.errors import CLIError
 
+#: What ``demo --headless --out DIR`` writes for CRC and COAT.
+DEMO_FILES = {"bands_crc.png", "bands_coat.png", "compare.png", "disagreement.png", "metrics.json"}
+
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
@@ -40,13 +43,7 @@ def test_demo_headless(qapp, tmp_path, bundle_dir):
     argv = ["--headless", "--out", str(out), "--slices", "40:44", "--n-samples", "4"]
     assert demo.run(_args(*argv, "--bundles", str(bundle_dir))) == 0
     names = {p.name for p in out.iterdir()}
-    assert names == {
-        "bands_crc.png",
-        "bands_coat.png",
-        "compare.png",
-        "disagreement.png",
-        "metrics.json",
-    }
+    assert names == DEMO_FILES
     report = json.loads((out / "metrics.json").read_text())
     assert report["shape_zyx"] == [4, 112, 96] and report["slices"] == [40, 44]
     for method in ("crc", "coat"):
@@ -80,13 +77,7 @@ def test_demo_headless_with_the_shipped_bundles(qapp, tmp_path, builtin_model_id
     out = tmp_path / "out"
     argv = ["--headless", "--out", str(out), "--slices", "40:43", "--alpha", "0.3"]
     assert demo.run(_args(*argv, "--n-samples", str(n_samples), "--device", "cpu")) == 0
-    assert {p.name for p in out.iterdir()} == {
-        "bands_crc.png",
-        "bands_coat.png",
-        "compare.png",
-        "disagreement.png",
-        "metrics.json",
-    }
+    assert {p.name for p in out.iterdir()} == DEMO_FILES
     report = json.loads((out / "metrics.json").read_text())
     assert report["calibration"] == "shipped bundles"
     assert report["model_id"] == builtin_model_id
