@@ -187,6 +187,10 @@ def scan_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1)[0] >> 1)
 
 
+#: The loaded sampler of this process, keyed by model paths, mode, N_s and device.
+_SAMPLERS: dict[tuple, Any] = {}
+
+
 @dataclass(frozen=True)
 class ScanJob:
     """One labelled scan to sample: its paths, seed and the sampler settings."""
@@ -216,8 +220,12 @@ def sample_scan(job: ScanJob, _shared: Any = None) -> dict:
     out = {"name": job.image.name, "n_empty": n_empty, "n_units": len(images), "data": None}
     if len(images) == 0:
         return out
-    spec = ModelSpec(job.model_paths, job.mode, job.n_samples, job.device, job.seed)
-    sampler = build_sampler(spec)
+    key = (job.model_paths, job.mode, job.n_samples, job.device)
+    if key not in _SAMPLERS:  # load each model once per process, not once per scan
+        _SAMPLERS.clear()
+        _SAMPLERS[key] = build_sampler(ModelSpec(*key))
+    sampler = _SAMPLERS[key]
+    sampler.seed = job.seed  # dropout masks are drawn per slice from (seed, z) only
     sampler.num_threads = 1
     data = sample_cases(sampler, images, masks)
     if not job.keep_samples:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conformal.registry import METHODS
+from ..conformal.registry import METHODS, make_method
 from .errors import CLIError
 from .options import (
     add_method_arguments,
@@ -92,14 +92,14 @@ def _from_npz(args, needs_training: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import NEEDS_TRAINING
     from ..calibration import save_bundle
     from ..cases import stack_sets
     from ..pipeline import fit_methods
 
     names = parse_methods(args.methods)
     options = method_options(args)
-    needs_training = any(m in NEEDS_TRAINING for m in names)
+    # instantiating checks every method's settings before any scan is sampled
+    needs_training = any(make_method(m, options).needs_training for m in names)
     targets = [args.out / f"{m}.npz" for m in names]
     existing = [t.name for t in targets if t.exists()]
     if existing and not args.overwrite:
