@@ -129,14 +129,13 @@ def notes(monkeypatch) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def viewer_widget(make_napari_viewer, shipped_bundles):
-    """A shown viewer (pytest-xvfb) with the widget docked, set to N_s = 4 on the CPU."""
-    from napari_consign.ui.main_widget import ConsignWidget
+def viewer_widget(make_napari_viewer, shipped_bundles, qtbot):
+    """A shown viewer (pytest-xvfb) with the widget opened from the plugin menu, N_s = 4, CPU."""
+    from ui_helpers import open_plugin_widget, stop_and_join
 
     viewer = make_napari_viewer(show=True)
-    widget = ConsignWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Conformal uncertainty")
+    widget = open_plugin_widget(viewer)
     widget.ns_spin.setValue(N_SAMPLES)
     widget.device_combo.setCurrentText("cpu")
     yield viewer, widget
-    widget.cancel()
+    stop_and_join(qtbot, widget)

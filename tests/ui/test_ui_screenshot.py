@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from ui_helpers import boundary, expected_contour, open_scan, wait_done
+from ui_helpers import boundary, expected_contour, open_plugin_widget, open_scan, wait_done
 
 from napari_consign.ui.layers import BLUE, ORANGE
 
@@ -44,11 +44,8 @@ def _contour_pixel(contour: np.ndarray) -> tuple[int, int]:
 
 
 def test_bands_visible_on_canvas(qtbot, make_napari_viewer, shipped_bundles, small_scan):
-    from napari_consign.ui.main_widget import ConsignWidget
-
     viewer = make_napari_viewer(show=True)
-    widget = ConsignWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = open_plugin_widget(viewer)
     widget.ns_spin.setValue(4)
     widget.device_combo.setCurrentText("cpu")
     _, truth = open_scan(viewer, small_scan)

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ui_helpers import boundary, consign_cases_npz, expected_contour, open_scan, wait_done
+from ui_helpers import (
+    boundary,
+    consign_cases_npz,
+    expected_contour,
+    open_plugin_widget,
+    open_scan,
+    wait_done,
+)
 
 from napari_consign.analysis import METHOD_NAMES
 from napari_consign.io import GEOMETRY_KEY
-from napari_consign.ui.layers import ORANGE, RING_ALPHA, BandsView, PreviewView
+from napari_consign.ui.layers import ORANGE, RING_ALPHA, BandsView, PreviewView, same_layer
 
 
 def _world_corners(layer):
@@ -25,7 +32,7 @@ def _world_corners(layer):
 def test_end_to_end(qtbot, viewer_widget, small_scan, notes, tmp_path):
     viewer, widget = viewer_widget
     image, truth = open_scan(viewer, small_scan)
-    assert widget.image_layer() is image
+    assert same_layer(widget.image_layer(), image)
     assert {"crc", "coat"} <= set(widget.selected_methods())
     widget.set_methods(["crc", "coat"])
     widget.set_truth(truth)
@@ -377,15 +384,13 @@ def test_calibrate_now_and_model_file(qtbot, viewer_widget, small_scan, notes, t
 
 
 def test_widget_made_after_the_scan(make_napari_viewer, shipped_bundles, small_scan):
-    from napari_consign.ui.main_widget import ConsignWidget
-
     viewer = make_napari_viewer(show=True)
     image, _ = open_scan(viewer, small_scan)
-    widget = ConsignWidget(viewer)
-    assert widget.image_layer() is image
+    widget = open_plugin_widget(viewer)
+    assert same_layer(widget.image_layer(), image)
     assert widget.truth_combo.count() == 2  # (none) + the truth labels
     image.name = "renamed"
-    assert widget.image_layer() is image
+    assert same_layer(widget.image_layer(), image)
 
 
 def test_calibrate_consign_now_bands_and_plausible(

@@ -54,3 +54,22 @@ def consign_cases_npz(path: Path, n: int = 10, seed: int = 3) -> Path:
     assert len(keep) == n, "not enough clear synthetic lesions: change the seed"
     np.savez(path, images=d["images"][keep], masks=d["masks"][keep])
     return path
+
+
+def open_plugin_widget(viewer):
+    """The widget as napari's Plugins menu opens it (npe2 hands it a proxy viewer)."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-consign", "Conformal uncertainty")
+    assert isinstance(widget.viewer, PublicOnlyProxy), "not opened through the plugin machinery"
+    return widget
+
+
+def stop_and_join(qtbot, widget) -> None:
+    """Cancel a run and wait until its worker thread has finished (no thread outlives a test)."""
+    widget.cancel()
+    job = widget._job
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    worker = getattr(job, "worker", None)
+    if worker is not None:
+        qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)

@@ -24,6 +24,8 @@ from .layers import (
     DisagreementView,
     disagreement_colormap,
     disagreement_layer_name,
+    layer_key,
+    same_layer,
     transform_kwargs,
 )
 
@@ -69,7 +71,7 @@ class CompareView:
             stride=int(grid.stride),
             shape=tuple(grid.shape),
             order=list(layers),
-            visible={id(lyr): bool(lyr.visible) for lyr in layers},
+            visible={layer_key(lyr): bool(lyr.visible) for lyr in layers},
         )
         kw = transform_kwargs(image_layer)
         kw["metadata"][KIND_KEY] = "compare-image"
@@ -129,18 +131,17 @@ class CompareView:
             if current != target:
                 layers.move(current, target)
         for layer in layers:
-            if id(layer) in saved.visible:
-                layer.visible = saved.visible[id(layer)]
+            if layer_key(layer) in saved.visible:
+                layer.visible = saved.visible[layer_key(layer)]
 
     def forget(self, layer: Any) -> None:
         """A layer was removed by the user: leave compare mode if it was part of it."""
-        if self.enabled and (
-            layer is self.image_copy or (self.pair is not None and layer in self.pair)
-        ):
-            if layer is self.image_copy:
+        in_pair = self.pair is not None and any(same_layer(layer, p) for p in self.pair)
+        if self.enabled and (same_layer(layer, self.image_copy) or in_pair):
+            if same_layer(layer, self.image_copy):
                 self.image_copy = None
             self.disable()
-        if layer is self.disagreement:
+        if same_layer(layer, self.disagreement):
             self.disagreement = None
 
     # ------------------------------------------------------------------ disagreement

@@ -421,5 +421,16 @@ def style_band_layer(layer: Any, ring: str, ndisplay: int) -> None:
         layer.colormap = wanted
 
 
+def layer_key(layer: Any) -> Any:
+    """A layer's stable identity (``unique_id``): the same for the layer and every proxy of
+    it that napari hands a plugin, unlike ``id()``."""
+    return layer.unique_id
+
+
+def same_layer(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are the same layer (or proxies of it)."""
+    return a is not None and b is not None and layer_key(a) == layer_key(b)
+
+
 def is_plugin_layer(layer: Any) -> bool:
     return bool(getattr(layer, "metadata", {}).get(KIND_KEY))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ from qtpy.QtWidgets import (
 from .. import analysis as an
 from ._workers import Job, start_job
 from .compare import CompareView
+from .gl_safety import guard_layer_removal, remove_layers
 from .guarantee_text import guarantee, method_label
 from .layers import (
     KIND_KEY,
@@ -73,6 +75,8 @@ from .layers import (
     add_band_layer,
     band_metadata,
     is_plugin_layer,
+    layer_key,
+    same_layer,
     samples_layer_name,
     solid_ring,
     spacing_of,
@@ -138,9 +142,11 @@ class ConsignWidget(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.compare = CompareView(viewer)
-        self._analyses: dict[int, an.ImageAnalysis] = {}
-        self._images: dict[int, Any] = {}
-        self._band_layers: dict[tuple[int, str], Any] = {}
+        # keyed by ``layer.unique_id``: napari's plugin menu hands the widget a proxy viewer
+        # whose ``layers[name]`` is a new proxy object each time, so ``id()`` is no identity
+        self._analyses: dict[Hashable, an.ImageAnalysis] = {}
+        self._images: dict[Hashable, Any] = {}
+        self._band_layers: dict[tuple[Hashable, str], Any] = {}
         self._method_cache: dict = {}
         self._sampler_cache: dict = {}
         self._level_cache = _LevelCache(size=4)
@@ -165,6 +171,7 @@ class ConsignWidget(QWidget):
         events.reordered.connect(self._on_layers_changed)
         viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self._stop_radiological = keep_radiological(viewer)
+        self._stop_gl_guard = guard_layer_removal(viewer, self)
         self._on_layers_changed()
         self.set_calibration("bundled")
         self._update_alpha_text()
@@ -570,7 +577,7 @@ class ConsignWidget(QWidget):
         layer = event.value
         self.compare.forget(layer)
         run = self._run
-        if run is not None and layer is run.image and self.busy:
+        if run is not None and same_layer(layer, run.image) and self.busy:
             run.source_removed = True
             self._rollback(run)
             _notify(
@@ -580,10 +587,10 @@ class ConsignWidget(QWidget):
             )
             self.cancel()
         for key, lyr in list(self._band_layers.items()):
-            if lyr is layer:
+            if same_layer(lyr, layer):
                 del self._band_layers[key]
-        lid = id(layer)
-        if lid in self._images and self._images[lid] is layer:
+        lid = layer_key(layer)
+        if lid in self._images:
             self._analyses.pop(lid, None)
             self._images.pop(lid, None)
             for key in [k for k in self._band_layers if k[0] == lid]:
@@ -672,7 +679,7 @@ class ConsignWidget(QWidget):
         spacing = spacing_of(layer)
         if len(spacing) == 2:
             spacing = (1.0, *spacing)
-        lid = id(layer)
+        lid = layer_key(layer)
         self._images[lid] = layer
         run = _Run(
             image=layer,
@@ -767,11 +774,10 @@ class ConsignWidget(QWidget):
             self._rollback(run)
             return
         run.analysis.finish(result)
-        lid = id(run.image)
+        lid = layer_key(run.image)
         self._analyses[lid] = run.analysis
-        for method in list(run.created):
-            if method not in run.analysis.bands:  # preview of a method that then failed
-                self._remove_band_layer(lid, method)
+        failed = [m for m in run.created if m not in run.analysis.bands]  # preview, then failed
+        self._remove_band_layers([(lid, m) for m in failed])
         for method in run.analysis.bands:
             self._show_method(run.image, run.analysis, method, run)
         took = time.perf_counter() - run.started
@@ -807,9 +813,8 @@ class ConsignWidget(QWidget):
 
     def _rollback(self, run: _Run) -> None:
         """Remove what a failed or cancelled run added; restore layers it previewed into."""
-        lid = id(run.image)
-        for method in list(run.created):
-            self._remove_band_layer(lid, method)
+        lid = layer_key(run.image)
+        self._remove_band_layers([(lid, method) for method in run.created])
         run.created.clear()
         prev = run.previous
         if prev is not None and run.image in self.viewer.layers:
@@ -818,11 +823,12 @@ class ConsignWidget(QWidget):
                 if layer is not None and layer in self.viewer.layers:
                     layer.data = self._view(run.image, prev, method)
 
-    def _remove_band_layer(self, lid: int, method: str) -> None:
-        layer = self._band_layers.pop((lid, method), None)
-        if layer is not None and layer in self.viewer.layers:
+    def _remove_band_layers(self, keys: list[tuple[Hashable, str]]) -> None:
+        layers = [self._band_layers.pop(key, None) for key in keys]
+        layers = [lyr for lyr in layers if lyr is not None]
+        for layer in layers:
             self.compare.forget(layer)
-            self.viewer.layers.remove(layer)
+        remove_layers(self.viewer, layers, self)
 
     # ------------------------------------------------------------------ band layers
     def _view(self, image: Any, analysis: an.ImageAnalysis, method: str) -> Any:
@@ -836,7 +842,7 @@ class ConsignWidget(QWidget):
     def _show_method(self, image: Any, analysis: an.ImageAnalysis, method: str, run=None) -> None:
         if method not in analysis.bands and method not in analysis.preview:
             return
-        lid = id(image)
+        lid = layer_key(image)
         data = self._view(image, analysis, method)
         bands = data.bands
         layer = self._band_layers.get((lid, method))
@@ -855,12 +861,12 @@ class ConsignWidget(QWidget):
     def band_layer(self, method: str, image_layer: Any = None) -> Any:
         """The band layer of ``method`` for ``image_layer`` (default: the chosen image)."""
         image = image_layer if image_layer is not None else self.image_layer()
-        return None if image is None else self._band_layers.get((id(image), method))
+        return None if image is None else self._band_layers.get((layer_key(image), method))
 
     def analysis(self, image_layer: Any = None) -> an.ImageAnalysis | None:
         """The finished analysis of ``image_layer`` (default: the chosen image)."""
         image = image_layer if image_layer is not None else self.image_layer()
-        return None if image is None else self._analyses.get(id(image))
+        return None if image is None else self._analyses.get(layer_key(image))
 
     # ================================================================== alpha
     @property
@@ -907,7 +913,7 @@ class ConsignWidget(QWidget):
             if image is None or layer not in self.viewer.layers:
                 continue
             analysis = self._analyses.get(lid)
-            if run is not None and run.image is image:
+            if run is not None and same_layer(run.image, image):
                 if method in run.analysis.bands or method in run.analysis.preview:
                     analysis = run.analysis
             if analysis is None or (
@@ -1196,12 +1202,14 @@ class ConsignWidget(QWidget):
         super().closeEvent(event)
 
     def disconnect_viewer(self) -> None:
-        stop, self._stop_radiological = self._stop_radiological, None
-        if stop is not None:
-            try:
-                stop()
-            except (TypeError, ValueError, RuntimeError):
-                pass
+        for attr in ("_stop_radiological", "_stop_gl_guard"):
+            stop = getattr(self, attr, None)
+            setattr(self, attr, None)
+            if stop is not None:
+                try:
+                    stop()
+                except (TypeError, ValueError, RuntimeError):
+                    pass
         events = self.viewer.layers.events
         for emitter, cb in (
             (events.inserted, self._on_layers_changed),
