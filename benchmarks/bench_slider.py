@@ -107,7 +107,7 @@ def bench_volume(viewer, app, prob: np.ndarray, crc, repeats: int, repeats_3d: i
     viewer.dims.ndisplay = 2
     viewer.add_image(prob, name="p", contrast_limits=(0, 1))
     view = BandsView(bands, 0.1, ring=RING_CONTOUR)
-    layer = viewer.add_labels(view, name="bands", colormap=band_colormap(solid_ring=True))
+    layer = viewer.add_labels(view, name="bands", colormap=band_colormap("crc", solid_ring=True))
     viewer.dims.set_point(0, prob.shape[0] // 2)
     viewer.reset_view()
     app.processEvents()

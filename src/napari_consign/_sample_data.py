@@ -55,9 +55,17 @@ def read_scan(path: str | Path):
     return volume.array, geometry
 
 
+#: Layer metadata key marking a stack of independent 2D cases (axis 0 is the case index, not
+#: a physical axis): the widget then reports band sizes in pixels, not mL.
+CASE_STACK_KEY = "napari_consign_case_stack"
+
+
 def demo_scan() -> list[tuple]:
     """Demo 3D scan (MNI152 T1 with synthetic lesions) and its ground-truth lesion mask."""
     from .io import layer_kwargs, read_volume
+    from .radiological import follow_radiological_current
+
+    follow_radiological_current()
 
     scan = read_volume(sample_data_path(DEMO_SCAN))
     mask = read_volume(sample_data_path(DEMO_MASK))
@@ -69,7 +77,9 @@ def demo_scan() -> list[tuple]:
 def demo_scan_dicom() -> list[tuple]:
     """The same demo scan read from its DICOM series (one file per axial slice)."""
     from .io import read_volume
+    from .radiological import follow_radiological_current
 
+    follow_radiological_current()
     scan = read_volume(sample_data_path(DEMO_DICOM))
     return [
         (
@@ -123,6 +133,11 @@ def test_cases_2d() -> list[tuple]:
     cases = load_cases("test")
     n = 50
     scale = tuple(float(s) for s in cases["spacing"])
-    img_kw = {"name": "2D test cases", "scale": (1.0, *scale), "colormap": "gray"}
+    img_kw = {
+        "name": "2D test cases",
+        "scale": (1.0, *scale),
+        "colormap": "gray",
+        "metadata": {CASE_STACK_KEY: True},
+    }
     mask_kw = {"name": "2D test lesions (ground truth)", "scale": (1.0, *scale), "opacity": 0.5}
     return [(cases["images"][:n], img_kw, "image"), (cases["masks"][:n], mask_kw, "labels")]

@@ -42,5 +42,5 @@ def test_band_sizes_with_spacing():
     sizes = band_sizes(inner, outer, spacing=(2.0, 1.0, 0.5))
     assert sizes["outer_voxels"] == 24 and sizes["inner_voxels"] == 2
     assert sizes["ring_voxels"] == 22
-    assert sizes["outer_mm"] == 24.0 and sizes["outer_ml"] == pytest.approx(0.024)
-    assert "outer_mm" not in band_sizes(inner, outer)
+    assert sizes["outer_mm3"] == 24.0 and sizes["outer_ml"] == pytest.approx(0.024)
+    assert "outer_mm3" not in band_sizes(inner, outer)

@@ -1,4 +1,4 @@
-"""Radiological display from the camera orientation (``napari_consign.ui.orientation``).
+"""Radiological display from the camera orientation (``napari_consign.radiological``).
 
 World coordinates are LPS in (z, y, x) order: z to superior, y to posterior, x to patient left.
 Expected on screen: axial anterior up and patient left on the right; coronal superior up and
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_consign.ui.orientation import keep_radiological, radiological_orientation
+from napari_consign.radiological import keep_radiological, radiological_orientation
 
 AXIAL, CORONAL, SAGITTAL = (0, 1, 2), (1, 0, 2), (2, 0, 1)
 

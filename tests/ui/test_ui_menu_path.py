@@ -12,6 +12,7 @@ import pytest
 from ui_helpers import consign_cases_npz, open_scan, wait_done
 
 SESSION = Path(__file__).with_name("menu_session.py")
+SHOTS = Path(os.environ.get("NAPARI_CONSIGN_SHOTS", "/tmp"))
 
 
 def test_menu_opened_widget_keeps_its_results(qtbot, viewer_widget, small_scan, notes):
@@ -53,3 +54,94 @@ def test_cancel_at_any_moment_keeps_napari_alive(small_scan, tmp_path, scenario)
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, f"exit {proc.returncode} (negative: killed by a signal)\n{tail}"
     assert f"OK {scenario}" in proc.stdout, tail
+
+
+def test_dock_fits_a_1366_by_768_screen(qtbot, viewer_widget, small_scan, tmp_path):
+    """Beside the canvas on a small laptop screen, the guarantee text is wholly visible
+    without scrolling and the table needs no horizontal scroll bar."""
+    from qtpy.QtCore import QPoint, QRect
+
+    from napari_consign.ui.gl_safety import canvas_gl_widgets
+
+    viewer, widget = viewer_widget
+    open_scan(viewer, small_scan)
+    widget.set_methods(["crc", "coat"])
+    window = widget.window()
+    window.showNormal()
+    window.resize(1366, 768)
+    widget.run()
+    wait_done(qtbot, widget)
+    qtbot.wait(300)
+    assert window.width() <= 1366 and window.height() <= 768
+    label, viewport = widget.guarantee_label, widget.scroll.viewport()
+    assert "misses at most 10%" in label.text()
+    rect = QRect(label.mapTo(viewport, QPoint(0, 0)), label.size())
+    assert viewport.rect().contains(rect), (
+        rect,
+        viewport.rect(),
+    )
+    assert label.height() >= label.heightForWidth(label.width())  # no line cut off
+    assert widget.legend_label.isVisible() and "COAT" in widget.legend_label.text()
+    assert not widget.table.horizontalScrollBar().isVisible()
+    assert window.grab().save(str(SHOTS / "window_1366x768.png"))
+    [canvas] = canvas_gl_widgets(widget)
+    assert canvas.width() >= 600 and canvas.width() > widget.width(), (
+        canvas.width(),
+        widget.width(),
+    )
+
+
+def test_methods_have_own_colours_legend_and_titled_panels(qtbot, viewer_widget, small_scan):
+    from napari_consign.ui.compare import grid_of
+    from napari_consign.ui.layers import DISAGREEMENT_COLOURS, method_colours
+
+    viewer, widget = viewer_widget
+    open_scan(viewer, small_scan)
+    widget.set_methods(["crc", "coat"])
+    widget.run()
+    wait_done(qtbot, widget)
+    crc, coat = widget.band_layer("crc"), widget.band_layer("coat")
+    for layer, method in ((crc, "crc"), (coat, "coat")):
+        inner, ring = method_colours(method)
+        assert tuple(layer.colormap.map(2)) == pytest.approx(inner)
+        assert tuple(layer.colormap.map(1)[:3]) == pytest.approx(ring[:3])
+    assert method_colours("crc") != method_colours("coat")
+    rings = {method_colours(m)[1][:3] for m in ("crc", "coat", "at", "consign", "pixelwise")}
+    assert not rings & {c[:3] for c in DISAGREEMENT_COLOURS.values()}
+
+    assert widget.set_compare(True, "crc", "coat")
+    assert crc.name_overlay.visible and coat.name_overlay.visible  # titled panels
+    widget.set_disagreement(True, "crc", "coat")
+    grid = grid_of(viewer)
+    assert grid.stride == 3  # scan, bands, disagreement in each panel
+    shown = [layer for layer in viewer.layers if layer.visible]
+    assert sum("disagreement" in layer.name for layer in shown) == 2
+    assert "CRC only" in widget.legend_label.text() and "both" in widget.legend_label.text()
+    widget.set_disagreement(False)
+    assert grid.stride == 2
+    widget.set_compare(False)
+    assert not crc.name_overlay.visible and not grid.enabled
+
+
+def test_export_default_name_and_case_stack_in_pixels(qtbot, viewer_widget, small_scan):
+    from napari_consign._sample_data import test_cases_2d
+
+    viewer, widget = viewer_widget
+    open_scan(viewer, small_scan)
+    widget.set_methods(["crc"])
+    widget.run()
+    wait_done(qtbot, widget)
+    path = widget.default_export_path("crc")
+    assert path.parent == small_scan[0].parent and " " not in path.name
+    assert path.name.endswith("_crc_bands_a0.10.nii.gz")
+
+    for data, kwargs, kind in test_cases_2d():
+        viewer._add_layer_from_data(data[:3], kwargs, kind)
+    stack = viewer.layers["2D test cases"]
+    assert widget.truth_combo.currentText() != "(none)"  # the ground truth is pre-selected
+    widget.set_image(stack)
+    widget.run(stack)
+    wait_done(qtbot, widget)
+    nums = widget.numbers()["crc"]
+    assert "outer_ml" not in nums and nums["outer_voxels"] >= 0
+    assert widget.numbers_box.title() == "Numbers (sizes in pixels)"

@@ -56,7 +56,8 @@ def band_sizes(
     inner: np.ndarray, outer: np.ndarray, spacing: Sequence[float] | None = None
 ) -> dict[str, float]:
     """Voxel counts of the inner band, outer band and ring; physical sizes when ``spacing``
-    (one value per axis, in mm) is given: ``*_mm`` in mm^d and, for 3D, ``*_ml`` in mL."""
+    (one value per axis, in mm) is given: ``*_mm2`` / ``*_mm3`` in mm² (2D) or mm³ (3D) and,
+    for 3D, ``*_ml`` in mL."""
     counts = {
         "inner_voxels": int(np.count_nonzero(inner)),
         "outer_voxels": int(np.count_nonzero(outer)),
@@ -67,7 +68,7 @@ def band_sizes(
     if vol is not None:
         for key, c in counts.items():
             base = key.removesuffix("_voxels")
-            sizes[f"{base}_mm"] = c * vol
+            sizes[f"{base}_mm{len(spacing)}"] = c * vol
             if len(spacing) == 3:
                 sizes[f"{base}_ml"] = c * vol / 1000.0
     return sizes

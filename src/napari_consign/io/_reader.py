@@ -60,8 +60,15 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
 
 
 def read_layers(path: str | list[str]) -> list[tuple]:
-    """Read ``path`` into ``[(array, add_kwargs, "image")]``, notifying napari of warnings/notes."""
-    return layer_data_tuples(path)
+    """Read ``path`` into ``[(array, add_kwargs, "image")]``, notifying napari of warnings/notes.
+
+    The viewer it opens into is set to radiological display (the orientation comes with the
+    data, not with the widget)."""
+    from ..radiological import follow_radiological_current
+
+    layers = layer_data_tuples(path)
+    follow_radiological_current()
+    return layers
 
 
 def layer_data_tuples(path: str | list[str], series_uid: str | None = None) -> list[tuple]:

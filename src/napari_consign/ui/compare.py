@@ -1,14 +1,17 @@
 """Two methods side by side (napari grid mode) and where they disagree.
 
-Side by side: grid mode with ``stride = 2`` and shape (1, 2): the layer list starts with
-``[image, bands A, image (compare), bands B]``, the second image layer shares the first's
-array (no copy) and its transform; grid viewboxes share one camera and one set of dims, so
-zoom, pan and slice stay linked. Contrast and display settings of the two image layers and the
-two band layers are linked with ``napari.experimental.link_layers``. Every other layer is
-hidden while comparing (napari's grid gives each visible stride group a viewbox).
+Side by side: grid mode with shape (1, 2): the layer list starts with
+``[image, bands A, image (compare), bands B]`` (``stride = 2``), the second image layer shares
+the first's array (no copy) and its transform; grid viewboxes share one camera and one set of
+dims, so zoom, pan and slice stay linked. Each panel is titled with its band layer's name
+(napari's per-layer name overlay: "scan · CRC · bands"). Contrast and display settings of the
+two image layers and the two band layers are linked with ``napari.experimental.link_layers``.
+Every other layer is hidden while comparing (napari's grid gives each visible stride group a
+viewbox).
 
 Disagreement: one Labels layer comparing the two methods' outer bands (1 A only, 2 B only,
-3 both), lazily like the band layers.
+3 both), lazily like the band layers. Side by side, a second layer with the same data goes into
+the second panel (``stride = 3``), so both panels show it.
 
 Switching off restores the previous layout exactly: grid settings, layer order, visibility,
 and removes the layers added here.
@@ -53,7 +56,10 @@ class CompareView:
         self.image_copy: Any = None
         self.pair: tuple[Any, Any] | None = None  # the two band layers compared
         self._linked: list[list[Any]] = []
+        self._image: Any = None
+        self._titles: dict = {}
         self.disagreement: Any = None
+        self.disagreement_copy: Any = None
 
     # ------------------------------------------------------------------ side by side
     @property
@@ -84,18 +90,54 @@ class CompareView:
             **kw,
         )
         self.pair = (bands_a, bands_b)
-        wanted = [image_layer, bands_a, self.image_copy, bands_b]
+        self._image = image_layer
+        self._titles = {
+            layer_key(lyr): bool(lyr.name_overlay.visible) for lyr in (bands_a, bands_b)
+        }
+        for band_layer in (bands_a, bands_b):  # each panel titled with its method
+            band_layer.name_overlay.visible = True
+        self._link([image_layer, self.image_copy], ("contrast_limits", "gamma", "opacity"))
+        self._link([bands_a, bands_b], ("opacity", "contour"))
+        if self.disagreement is not None:
+            self._add_disagreement_copy()
+        self._relayout()
+        grid.shape = (1, 2)
+        grid.enabled = True
+
+    def _panels(self) -> list[list[Any]]:
+        """The layers of each grid panel, bottom to top: scan, bands, disagreement."""
+        a, b = self.pair
+        left, right = [self._image, a], [self.image_copy, b]
+        if self.disagreement is not None and self.disagreement_copy is not None:
+            left.append(self.disagreement)
+            right.append(self.disagreement_copy)
+        return [left, right]
+
+    def _relayout(self) -> None:
+        """Order the layers panel by panel, hide the rest, and set the grid stride."""
+        layers = self.viewer.layers
+        panels = self._panels()
+        wanted = [lyr for panel in panels for lyr in panel]
         for target, layer in enumerate(wanted):
             current = layers.index(layer)
             if current != target:
                 layers.move(current, target)
         for layer in layers:
-            layer.visible = layer in wanted
-        self._link([image_layer, self.image_copy], ("contrast_limits", "gamma", "opacity"))
-        self._link([bands_a, bands_b], ("opacity", "contour"))
-        grid.stride = 2
-        grid.shape = (1, 2)
-        grid.enabled = True
+            layer.visible = any(same_layer(layer, w) for w in wanted)
+        grid_of(self.viewer).stride = len(panels[0])
+
+    def _add_disagreement_copy(self) -> None:
+        """The disagreement layer again, for the second panel (same lazy data, no copy)."""
+        source = self.disagreement
+        kw = transform_kwargs(source)
+        kw["metadata"][KIND_KEY] = "disagreement-copy"
+        self.disagreement_copy = self.viewer.add_labels(
+            source.data,
+            name=f"{source.name} (compare)",
+            colormap=disagreement_colormap(),
+            opacity=source.opacity,
+            **kw,
+        )
 
     def _link(self, group: list[Any], attrs: tuple[str, ...]) -> None:
         from napari.experimental import link_layers
@@ -117,10 +159,16 @@ class CompareView:
                 pass
         self._linked = []
         layers = self.viewer.layers
-        if self.image_copy is not None and self.image_copy in layers:
-            layers.remove(self.image_copy)
-        self.image_copy = None
+        for band_layer in self.pair or ():
+            if layer_key(band_layer) in self._titles:
+                band_layer.name_overlay.visible = self._titles[layer_key(band_layer)]
+        copies = [self.image_copy, self.disagreement_copy]
+        self.image_copy = self.disagreement_copy = None
+        for copy in copies:
+            if copy is not None and copy in layers:
+                layers.remove(copy)
         self.pair = None
+        self._image = None
         grid = grid_of(self.viewer)
         grid.enabled = saved.enabled
         grid.stride = saved.stride
@@ -141,6 +189,8 @@ class CompareView:
             if same_layer(layer, self.image_copy):
                 self.image_copy = None
             self.disable()
+        if same_layer(layer, self.disagreement_copy):
+            self.disagreement_copy = None
         if same_layer(layer, self.disagreement):
             self.disagreement = None
 
@@ -176,6 +226,9 @@ class CompareView:
         self.disagreement = self.viewer.add_labels(
             view, name=name, colormap=disagreement_colormap(), opacity=0.7, **kw
         )
+        if self.enabled:  # side by side: every panel shows the disagreement
+            self._add_disagreement_copy()
+            self._relayout()
         return self.disagreement
 
     def update_disagreement(self, bands_a: Any, alpha_a: float, bands_b: Any, alpha_b: float):
@@ -183,9 +236,16 @@ class CompareView:
         if layer is None or layer not in self.viewer.layers:
             return
         squeeze = layer.ndim == 2 and len(bands_a.shape) == 3
-        layer.data = DisagreementView(bands_a, alpha_a, bands_b, alpha_b, squeeze_lead=squeeze)
+        view = DisagreementView(bands_a, alpha_a, bands_b, alpha_b, squeeze_lead=squeeze)
+        for target in (layer, self.disagreement_copy):
+            if target is not None and target in self.viewer.layers:
+                target.data = view
 
     def hide_disagreement(self) -> None:
-        layer, self.disagreement = self.disagreement, None
-        if layer is not None and layer in self.viewer.layers:
-            self.viewer.layers.remove(layer)
+        layers = [self.disagreement, self.disagreement_copy]
+        self.disagreement = self.disagreement_copy = None
+        for layer in layers:
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        if self.enabled:
+            self._relayout()

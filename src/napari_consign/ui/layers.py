@@ -21,9 +21,12 @@ The ring has two forms (``ring=``):
   *Save Layers* see the filled volumes.
 * ``"fill"``: the filled labels everywhere (1 = outer minus inner).
 
-Colours come from the Okabe-Ito palette (distinguishable with the common colour-vision
-deficiencies): blue for the inner band, orange for the ring (solid as a 2D contour, translucent
-as a fill); the disagreement view uses vermillion (A only), sky blue (B only) and yellow (both).
+Every method has its own colour pair (:data:`METHOD_COLOURS`, from the Okabe-Ito and Paul Tol
+palettes, distinguishable with the common colour-vision deficiencies): CRC blue inner / orange
+ring, COAT bluish-green / reddish-purple, AT sky-blue / vermillion, CONSIGN indigo / sand,
+pixel-wise wine / teal. The ring is solid as a 2D contour and translucent as a fill. The
+disagreement view uses Tol's cyan (A only), rose (B only) and pear (both): none of them is a
+band colour.
 """
 
 from __future__ import annotations
@@ -36,12 +39,36 @@ import numpy as np
 
 from .guarantee_text import ENVELOPE_METHODS, method_label
 
-# Okabe-Ito colours, RGBA in 0..1
-BLUE = (0.0, 0.447, 0.698, 1.0)  # inner band
-ORANGE = (0.902, 0.624, 0.0, 1.0)  # outer ring
-VERMILLION = (0.835, 0.369, 0.0, 1.0)
-SKY_BLUE = (0.337, 0.706, 0.914, 1.0)
-YELLOW = (0.941, 0.894, 0.259, 1.0)
+
+def _rgb(r: int, g: int, b: int) -> tuple[float, float, float, float]:
+    return (r / 255, g / 255, b / 255, 1.0)
+
+
+# Okabe-Ito colours
+BLUE = _rgb(0, 114, 178)  # CRC inner band
+ORANGE = _rgb(230, 159, 0)  # CRC ring
+BLUISH_GREEN = _rgb(0, 158, 115)
+REDDISH_PURPLE = _rgb(204, 121, 167)
+SKY_BLUE = _rgb(86, 180, 233)
+VERMILLION = _rgb(213, 94, 0)
+# Paul Tol's colours
+INDIGO = _rgb(51, 34, 136)
+SAND = _rgb(221, 204, 119)
+WINE = _rgb(136, 34, 85)
+TEAL = _rgb(68, 170, 153)
+CYAN = _rgb(102, 204, 238)  # disagreement: A only
+ROSE = _rgb(238, 102, 119)  # disagreement: B only
+PEAR = _rgb(187, 204, 51)  # disagreement: both
+
+#: (inner band, ring) colour of each method; unknown methods get CRC's
+METHOD_COLOURS: dict[str, tuple[tuple, tuple]] = {
+    "crc": (BLUE, ORANGE),
+    "coat": (BLUISH_GREEN, REDDISH_PURPLE),
+    "at": (SKY_BLUE, VERMILLION),
+    "consign": (INDIGO, SAND),
+    "pixelwise": (WINE, TEAL),
+}
+DISAGREEMENT_COLOURS = {"A only": CYAN, "B only": ROSE, "both": PEAR}
 
 RING, INNER = 1, 2
 A_ONLY, B_ONLY, BOTH = 1, 2, 3
@@ -55,21 +82,51 @@ RING_CONTOUR, RING_FILL = "contour", "fill"
 RING_MODES = (RING_CONTOUR, RING_FILL)
 
 
-def band_colormap(solid_ring: bool = False) -> dict:
-    """``colormap`` for ``add_labels`` (becomes a ``DirectLabelColormap``): the inner band
-    opaque blue, the ring orange: solid for a 2D contour, translucent for a filled ring."""
-    ring = ORANGE if solid_ring else (*ORANGE[:3], RING_ALPHA)
-    return {0: "transparent", RING: ring, INNER: BLUE, None: "transparent"}
+def method_colours(method: str) -> tuple[tuple, tuple]:
+    """``(inner, ring)`` RGBA colours of ``method``."""
+    return METHOD_COLOURS.get(method, METHOD_COLOURS["crc"])
+
+
+def band_colormap(method: str = "crc", solid_ring: bool = False) -> dict:
+    """``colormap`` for ``add_labels`` (becomes a ``DirectLabelColormap``): the method's inner
+    colour opaque, its ring colour solid for a 2D contour, translucent for a filled ring."""
+    inner, ring = method_colours(method)
+    ring = ring if solid_ring else (*ring[:3], RING_ALPHA)
+    return {0: "transparent", RING: ring, INNER: inner, None: "transparent"}
 
 
 def disagreement_colormap() -> dict:
+    colours = DISAGREEMENT_COLOURS
     return {
         0: "transparent",
-        A_ONLY: VERMILLION,
-        B_ONLY: SKY_BLUE,
-        BOTH: YELLOW,
+        A_ONLY: colours["A only"],
+        B_ONLY: colours["B only"],
+        BOTH: colours["both"],
         None: "transparent",
     }
+
+
+def _swatch(rgba: tuple, text: str) -> str:
+    r, g, b = (round(255 * c) for c in rgba[:3])
+    return f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span>&nbsp;{text}'
+
+
+def legend_html(methods: list[str], disagreement: list[str] | None = None) -> str:
+    """A rich-text legend: per method its inner-band and ring colours; with a disagreement
+    pair ``[a, b]``, the colours of "a only", "b only" and "both"."""
+    rows = []
+    for m in methods:
+        inner, ring = method_colours(m)
+        label = method_label(m)
+        rows.append(f"<b>{label}</b>: {_swatch(inner, 'inner')} &nbsp; {_swatch(ring, 'ring')}")
+    if disagreement:
+        a, b = (method_label(m) for m in disagreement)
+        colours = DISAGREEMENT_COLOURS
+        rows.append(
+            f"<b>{a} vs {b}</b>: {_swatch(colours['A only'], f'{a} only')} &nbsp; "
+            f"{_swatch(colours['B only'], f'{b} only')} &nbsp; {_swatch(colours['both'], 'both')}"
+        )
+    return "<br>".join(rows)
 
 
 def band_layer_name(image_name: str, method: str) -> str:
@@ -399,7 +456,7 @@ def add_band_layer(
     layer = viewer.add_labels(
         data,
         name=band_layer_name(image_layer.name, method),
-        colormap=band_colormap(solid_ring),
+        colormap=band_colormap(method, solid_ring),
         opacity=BAND_OPACITY,
         blending="translucent",
         **kw,
@@ -416,7 +473,8 @@ def solid_ring(ring: str, ndisplay: int) -> bool:
 def style_band_layer(layer: Any, ring: str, ndisplay: int) -> None:
     """Ring colour for the ring form and display (napari's own ``contour`` stays 0: it would
     outline the inner band too)."""
-    wanted = band_colormap(solid_ring(ring, ndisplay))
+    entry = layer.metadata.get("napari_consign") or {}
+    wanted = band_colormap(entry.get("method", "crc"), solid_ring(ring, ndisplay))
     if not np.allclose(layer.colormap.map(RING), wanted[RING]):
         layer.colormap = wanted
 

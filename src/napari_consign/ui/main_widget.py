@@ -15,7 +15,7 @@ thin shell over :mod:`.analysis` (models, calibrations, the analysis generator),
   recomputation. Each method snaps to its own grid (CONSIGN: 0.05 steps) and the table shows the
   value used. In 2D the band layers compare only the slice on screen; in 3D, where napari needs
   the whole volume, updates are throttled while dragging and exact on release.
-* Coronal and sagittal views are kept superior-up (:func:`.orientation.keep_radiological`).
+* Coronal and sagittal views are kept superior-up (:mod:`napari_consign.radiological`).
 * **Numbers**: band volumes (mL) per method; with a ground-truth labels layer, the outer band's
   TPR and the inner band's false positives on this scan.
 * **Compare**: any two methods side by side (grid mode) and a disagreement layer.
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QSize, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,9 +49,11 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QTableWidget,
@@ -59,8 +61,11 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from .. import analysis as an
+from .._sample_data import CASE_STACK_KEY
+from ..radiological import keep_radiological
 from ._workers import Job, start_job
 from .compare import CompareView
 from .gl_safety import guard_layer_removal, remove_layers
@@ -76,6 +81,7 @@ from .layers import (
     band_metadata,
     is_plugin_layer,
     layer_key,
+    legend_html,
     same_layer,
     samples_layer_name,
     solid_ring,
@@ -84,7 +90,6 @@ from .layers import (
     style_band_layer,
     update_band_metadata,
 )
-from .orientation import keep_radiological
 
 if TYPE_CHECKING:
     import napari
@@ -102,14 +107,22 @@ LIVE_3D_MAX_VOXELS = 4_000_000
 NUMBERS_DELAY_MS = 150
 MODEL_BUILTIN, MODEL_FILES = "Bundled lesion UNet", "Model file(s)…"
 CAL_BUNDLED, CAL_FILES, CAL_NOW = "Shipped bundles", "Bundle file(s)…", "Calibrate now…"
+#: (key, header, format); sizes in mL (the unit is in the group's title)
 NUMBER_COLUMNS = (
-    ("alpha", "α used", "{:.2f}"),
-    ("outer_ml", "outer mL", "{:.2f}"),
-    ("inner_ml", "inner mL", "{:.2f}"),
-    ("ring_ml", "ring mL", "{:.2f}"),
-    ("tpr", "TPR", "{:.3f}"),
-    ("inner_fp_ml", "inner FP mL", "{:.2f}"),
+    ("alpha", "α", "{:.2f}"),
+    ("outer_ml", "outer", "{:.2f}"),
+    ("inner_ml", "inner", "{:.2f}"),
+    ("ring_ml", "ring", "{:.2f}"),
+    ("tpr", "TPR", "{:.2f}"),
+    ("inner_fp_ml", "FP", "{:.2f}"),  # the inner band's false positives
 )
+#: For images without a physical volume (a stack of 2D cases): sizes in pixels.
+PIXEL_COLUMNS = tuple(
+    (key.replace("_ml", "_voxels"), header, "{:d}" if key.endswith("_ml") else fmt)
+    for key, header, fmt in NUMBER_COLUMNS
+)
+NUMBERS_TITLE = {True: "Numbers (this scan; sizes in mL)", False: "Numbers (sizes in pixels)"}
+DOCK_WIDTH = 360  # preferred width: the canvas keeps most of a 1366-pixel screen
 
 
 def _notify(kind: str, message: str) -> None:
@@ -178,9 +191,40 @@ class ConsignWidget(QWidget):
 
     # ================================================================== building
     def _build(self) -> None:
-        root = QVBoxLayout(self)
+        """The dock: a scroll area (it fits a 1366 x 768 screen beside the canvas) holding, top
+        to bottom, what a user touches most: scan and methods, Run, alpha with its guarantee
+        and legend, the numbers, compare and export; model and calibration settings are folded
+        away (they have working defaults)."""
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        self.scroll.setWidget(body)
+        outer.addWidget(self.scroll)
+        root = QVBoxLayout(body)
+        root.setSpacing(4)
+        root.addWidget(self._build_scan())
+        root.addWidget(self._build_settings())
+        root.addLayout(self._build_run())
+        root.addWidget(self._build_alpha())
+        root.addWidget(self._build_numbers())
+        root.addWidget(self._build_compare())
+        root.addStretch(1)
+        for combo in body.findChildren(QComboBox):  # long layer names must not widen the dock
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(6)
+        self.setMinimumWidth(280)
+        self._update_result_controls()
 
-        box = QGroupBox("Scan")
+    def sizeHint(self) -> QSize:
+        return QSize(DOCK_WIDTH, super().sizeHint().height())
+
+    def _build_scan(self) -> QGroupBox:
+        box = QGroupBox("Scan and methods")
         form = QFormLayout(box)
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("the image layer to analyse (2D or 3D, one channel)")
@@ -190,10 +234,21 @@ class ConsignWidget(QWidget):
         self.truth_combo.currentIndexChanged.connect(lambda *_: self._schedule_numbers(now=True))
         form.addRow("image", self.image_combo)
         form.addRow("ground truth", self.truth_combo)
-        root.addWidget(box)
+        grid = QGridLayout()
+        self.method_boxes: dict[str, QCheckBox] = {}
+        for i, m in enumerate(an.METHOD_NAMES):
+            cb = QCheckBox(method_label(m))
+            cb.toggled.connect(lambda *_: self._update_alpha_text())
+            self.method_boxes[m] = cb
+            grid.addWidget(cb, i // 3, i % 3)
+        grid.setHorizontalSpacing(6)
+        form.addRow(grid)  # full width: no label column beside the check boxes
+        return box
 
-        box = QGroupBox("Model")
-        form = QFormLayout(box)
+    def _build_settings(self) -> QCollapsible:
+        self.settings = QCollapsible("Model, sampling and calibration")
+        body = QWidget()
+        form = QFormLayout(body)
         row = QHBoxLayout()
         self.model_combo = QComboBox()
         self.model_combo.addItems([MODEL_BUILTIN, MODEL_FILES])
@@ -210,15 +265,11 @@ class ConsignWidget(QWidget):
         self.ns_spin = QSpinBox()
         self.ns_spin.setRange(2, 200)
         self.ns_spin.setValue(10)
-        self.ns_spin.setToolTip("Monte-Carlo samples per slice (N_s)")
-        form.addRow("N_s", self.ns_spin)
+        self.ns_spin.setToolTip("Monte-Carlo samples per slice")
+        form.addRow("samples", self.ns_spin)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", *self._devices()])
         form.addRow("device", self.device_combo)
-        root.addWidget(box)
-
-        box = QGroupBox("Calibration and methods")
-        form = QFormLayout(box)
         row = QHBoxLayout()
         self.cal_combo = QComboBox()
         self.cal_combo.addItems([CAL_BUNDLED, CAL_FILES, CAL_NOW])
@@ -233,16 +284,11 @@ class ConsignWidget(QWidget):
         self.max_cases_spin.setValue(200)
         self.max_cases_spin.setToolTip("calibrate now: at most this many calibration units")
         form.addRow("max cases", self.max_cases_spin)
-        grid = QGridLayout()
-        self.method_boxes: dict[str, QCheckBox] = {}
-        for i, m in enumerate(an.METHOD_NAMES):
-            cb = QCheckBox(method_label(m))
-            cb.toggled.connect(lambda *_: self._update_alpha_text())
-            self.method_boxes[m] = cb
-            grid.addWidget(cb, i // 3, i % 3)
-        form.addRow("methods", grid)
-        root.addWidget(box)
+        self.settings.addWidget(body)
+        return self.settings
 
+    def _build_run(self) -> QVBoxLayout:
+        lay = QVBoxLayout()
         row = QHBoxLayout()
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(lambda: self.run())
@@ -251,15 +297,17 @@ class ConsignWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
-        root.addLayout(row)
+        lay.addLayout(row)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        root.addWidget(self.progress)
-        root.addWidget(self.status)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        return lay
 
+    def _build_alpha(self) -> QGroupBox:
         box = QGroupBox("Error level α")
         lay = QVBoxLayout(box)
         row = QHBoxLayout()
@@ -277,64 +325,69 @@ class ConsignWidget(QWidget):
         self.guarantee_label = QLabel("")
         self.guarantee_label.setWordWrap(True)
         lay.addWidget(self.guarantee_label)
-        self.ring_fill_box = QCheckBox("fill the outer ring in 2D (default: its contour)")
+        self.legend_label = QLabel("")
+        self.legend_label.setWordWrap(True)
+        self.legend_label.setTextFormat(Qt.TextFormat.RichText)
+        lay.addWidget(self.legend_label)
+        self.ring_fill_box = QCheckBox("fill the ring in 2D")
         self.ring_fill_box.setToolTip(
             "off: the outer band is drawn as its boundary over the filled inner band; "
             "on: the ring (outer minus inner) is filled. 3D always shows filled volumes."
         )
         self.ring_fill_box.toggled.connect(lambda *_: self._on_ring_mode())
         lay.addWidget(self.ring_fill_box)
-        root.addWidget(box)
+        return box
 
-        box = QGroupBox("Numbers (this scan)")
+    def _build_numbers(self) -> QGroupBox:
+        box = self.numbers_box = QGroupBox(NUMBERS_TITLE[True])
         lay = QVBoxLayout(box)
         self.table = QTableWidget(0, len(NUMBER_COLUMNS))
         self.table.setHorizontalHeaderLabels([c[1] for c in NUMBER_COLUMNS])
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(30)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setWordWrap(True)
         self.table.setMinimumHeight(90)
+        self.table.setMaximumHeight(140)
         lay.addWidget(self.table)
-        root.addWidget(box)
+        return box
 
+    def _build_compare(self) -> QGroupBox:
         box = QGroupBox("Compare and export")
-        form = QFormLayout(box)
-        row = QHBoxLayout()
+        lay = QVBoxLayout(box)
         self.compare_a = QComboBox()
         self.compare_b = QComboBox()
-        row.addWidget(self.compare_a)
-        row.addWidget(QLabel("vs"))
-        row.addWidget(self.compare_b)
-        form.addRow("methods", row)
-        row = QHBoxLayout()
         self.side_button = QPushButton("Side by side")
         self.side_button.setCheckable(True)
         self.side_button.toggled.connect(lambda on: self.set_compare(on))
         self.disagree_button = QPushButton("Disagreement")
         self.disagree_button.setCheckable(True)
         self.disagree_button.toggled.connect(lambda on: self.set_disagreement(on))
-        row.addWidget(self.side_button)
-        row.addWidget(self.disagree_button)
-        form.addRow(row)
-        row = QHBoxLayout()
         self.export_combo = QComboBox()
         self.export_button = QPushButton("Export NIfTI…")
         self.export_button.clicked.connect(self._export_dialog)
-        row.addWidget(self.export_combo)
-        row.addWidget(self.export_button)
-        form.addRow("bands", row)
-        row = QHBoxLayout()
         self.n_plausible = QSpinBox()
         self.n_plausible.setRange(1, 100)
         self.n_plausible.setValue(8)
-        self.plausible_button = QPushButton("Plausible segmentations")
+        self.n_plausible.setToolTip("how many segmentations to draw")
+        self.plausible_button = QPushButton("Sample the set")
         self.plausible_button.setToolTip(
-            "CONSIGN / pixel-wise: add a stack of segmentations drawn from the set"
+            "CONSIGN / pixel-wise: add a stack of plausible segmentations drawn from the set"
         )
         self.plausible_button.clicked.connect(self._plausible_clicked)
-        row.addWidget(self.n_plausible)
-        row.addWidget(self.plausible_button)
-        form.addRow("samples", row)
-        root.addWidget(box)
-        root.addStretch(1)
-        self._update_result_controls()
+        rows = (
+            (self.compare_a, QLabel("vs"), self.compare_b),
+            (self.side_button, self.disagree_button),
+            (self.export_combo, self.export_button),
+            (self.n_plausible, self.plausible_button),
+        )
+        for widgets in rows:
+            row = QHBoxLayout()
+            for w in widgets:
+                row.addWidget(w, 0 if isinstance(w, QLabel) else 1)
+            lay.addLayout(row)
+        return box
 
     @staticmethod
     def _devices() -> list[str]:
@@ -535,6 +588,23 @@ class ConsignWidget(QWidget):
     def _on_layers_changed(self, *_: Any) -> None:
         self._fill_combo(self.image_combo, [lyr.name for lyr in self._image_layers()])
         self._fill_combo(self.truth_combo, ["(none)"] + [lyr.name for lyr in self._truth_layers()])
+        if self.truth_combo.currentText() == "(none)":
+            guess = self._guess_truth()
+            if guess is not None:
+                self.truth_combo.setCurrentText(guess.name)
+
+    def _guess_truth(self) -> Any:
+        """A labels layer that is evidently the chosen image's ground truth: the same shape and
+        named as one (``truth``, ``mask``, ``label``, ``lesion``, ``seg``), else None."""
+        image = self.image_layer()
+        if image is None:
+            return None
+        hints = ("truth", "mask", "label", "lesion", "seg")
+        for layer in self._truth_layers():
+            same_grid = tuple(layer.data.shape) == tuple(image.data.shape)
+            if same_grid and any(h in layer.name.lower() for h in hints):
+                return layer
+        return None
 
     @staticmethod
     def _fill_combo(combo: QComboBox, names: list[str]) -> None:
@@ -666,9 +736,9 @@ class ConsignWidget(QWidget):
         if settings.get("n_samples") and int(settings["n_samples"]) != model.n_samples:
             _notify(
                 "warning",
-                f"The calibration was made with N_s = {settings['n_samples']} samples; this "
-                f"run uses N_s = {model.n_samples}. The guarantee is stated for the calibrated "
-                "setting: use the same N_s for it to hold.",
+                f"The calibration was made with {settings['n_samples']} Monte-Carlo samples "
+                f"per slice; this run uses {model.n_samples}. The guarantee is stated for the "
+                "calibrated setting: use the same number of samples for it to hold.",
             )
         volume = np.asarray(layer.data)
         if volume.ndim == 2:
@@ -676,14 +746,18 @@ class ConsignWidget(QWidget):
             z = 0
         else:
             z = self._visible_slice(layer)
-        spacing = spacing_of(layer)
+        spacing: tuple[float, ...] | None = spacing_of(layer)
         if len(spacing) == 2:
             spacing = (1.0, *spacing)
+        if layer.metadata.get(CASE_STACK_KEY):  # axis 0 is a case index: sizes in pixels
+            spacing = None
         lid = layer_key(layer)
         self._images[lid] = layer
         run = _Run(
             image=layer,
-            analysis=an.ImageAnalysis(shape=tuple(volume.shape), spacing_zyx=tuple(spacing)),
+            analysis=an.ImageAnalysis(
+                shape=tuple(volume.shape), spacing_zyx=None if spacing is None else spacing
+            ),
             previous=self._analyses.get(lid),
             started=time.perf_counter(),
         )
@@ -940,6 +1014,11 @@ class ConsignWidget(QWidget):
                 text = f"[snapped to α = {snapped:.2f}] " + text
             lines.append(text)
         self.guarantee_label.setText("\n".join(lines))
+        pair = None
+        layer = self.compare.disagreement
+        if layer is not None:
+            pair = layer.metadata.get("napari_consign_pair")
+        self.legend_label.setText(legend_html(list(methods), pair))
 
     @property
     def ring_mode(self) -> str:
@@ -996,10 +1075,14 @@ class ConsignWidget(QWidget):
 
     def _update_numbers(self) -> None:
         rows = self.numbers()
+        physical = all("outer_ml" in v for v in rows.values())
+        columns = NUMBER_COLUMNS if physical else PIXEL_COLUMNS
+        self.numbers_box.setTitle(NUMBERS_TITLE[physical])
+        self.table.setHorizontalHeaderLabels([c[1] for c in columns])
         self.table.setRowCount(len(rows))
         self.table.setVerticalHeaderLabels([method_label(m) for m in rows])
         for i, values in enumerate(rows.values()):
-            for j, (key, _, fmt) in enumerate(NUMBER_COLUMNS):
+            for j, (key, _, fmt) in enumerate(columns):
                 v = values.get(key)
                 text = "" if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
                 self.table.setItem(i, j, QTableWidgetItem(text))
@@ -1072,6 +1155,7 @@ class ConsignWidget(QWidget):
         if not enabled:
             self.compare.hide_disagreement()
             self._sync_button(self.disagree_button, False)
+            self._update_alpha_text()
             return None
         pair = self._pair(a, b)
         if pair is None:
@@ -1083,6 +1167,7 @@ class ConsignWidget(QWidget):
             image, pair[0], ba, self._alpha, pair[1], bb, self._alpha
         )
         self._sync_button(self.disagree_button, True)
+        self._update_alpha_text()
         return layer
 
     def _update_disagreement(self) -> None:
@@ -1132,13 +1217,29 @@ class ConsignWidget(QWidget):
             )
         return write_nifti(path, labels, geometry, overwrite=overwrite)
 
+    def default_export_path(self, method: str) -> Path:
+        """Where *Export* proposes to write: beside the source scan (else the working folder),
+        a name without spaces, e.g. ``demo_scan_crc_bands_a0.10.nii.gz``."""
+        from ..io import geometry_from_metadata
+
+        image = self.image_layer()
+        stem = safe_file_stem(image.name if image is not None else "scan")
+        folder = Path.cwd()
+        try:
+            geometry = geometry_from_metadata(image.metadata) if image is not None else None
+        except (KeyError, TypeError, ValueError):
+            geometry = None
+        source = Path(geometry.source_path) if geometry and geometry.source_path else None
+        if source is not None and source.parent.is_dir():
+            folder = source.parent
+        return folder / f"{stem}_{method}_bands_a{self._alpha:.2f}.nii.gz"
+
     def _export_dialog(self) -> None:
         method = self.export_combo.currentData()
         if method is None:
             self._fail("Run the analysis first.")
             return
-        image = self.image_layer()
-        default = f"{image.name}_{method}_bands_a{self._alpha:.2f}.nii.gz" if image else ""
+        default = str(self.default_export_path(method))
         path, _ = QFileDialog.getSaveFileName(
             self, "Export bands as NIfTI", default, "NIfTI (*.nii.gz *.nii)"
         )
@@ -1221,6 +1322,14 @@ class ConsignWidget(QWidget):
                 emitter.disconnect(cb)
             except (TypeError, ValueError, RuntimeError):
                 pass
+
+
+def safe_file_stem(name: str) -> str:
+    """``name`` as a file name stem: letters, digits, ``-``, ``.`` and ``_`` only."""
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("._")
+    return stem or "scan"
 
 
 def _throttled(func: Any, ms: int) -> Any:

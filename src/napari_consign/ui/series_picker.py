@@ -217,7 +217,7 @@ class SeriesPickerWidget(QWidget):
 
         from ..io._reader import layer_data_tuples
         from ..io.errors import ConsignIOError
-        from .orientation import keep_radiological
+        from ..radiological import keep_radiological
 
         uid = self.selected_uid()
         if self.folder is None or uid is None:

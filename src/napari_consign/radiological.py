@@ -1,5 +1,10 @@
 """Radiological display through the viewer's camera orientation (world coordinates untouched).
 
+It comes with the data: the plugin's reader and sample-data commands call
+:func:`follow_radiological_current` for the viewer they open into, so a scan is displayed
+radiologically whether or not the widget is open (the widget and series picker also install
+it, harmlessly, for viewers they are given).
+
 napari world coordinates of scans read by this plugin are physical LPS millimetres in (z, y, x)
 order: z increases towards superior, y towards posterior, x towards the patient's left. napari's
 default camera draws the first displayed axis downwards and the second to the right, which gives
@@ -24,6 +29,7 @@ measurements and saved masks stay physical. Imports nothing heavy.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -111,3 +117,31 @@ def keep_radiological(viewer: Any) -> Callable[[], None]:
             emitter.disconnect(_update)
 
     return disconnect
+
+
+_FOLLOWED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def follow_radiological(viewer: Any) -> None:
+    """Keep ``viewer`` radiological for the rest of its life; once per viewer object."""
+    key = id(viewer)
+    if _FOLLOWED.get(key) is viewer:
+        return
+    keep_radiological(viewer)
+    try:
+        _FOLLOWED[key] = viewer
+    except TypeError:  # not weakly referenceable: the callbacks are still installed
+        pass
+
+
+def follow_radiological_current() -> None:
+    """:func:`follow_radiological` for napari's current viewer, if there is one (the reader
+    runs inside ``viewer.open``, which makes that viewer current). Never raises."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            follow_radiological(viewer)
+    except Exception:  # display nicety only: never break reading a scan
+        return
