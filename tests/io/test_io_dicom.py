@@ -8,7 +8,13 @@ import warnings
 
 import numpy as np
 import pytest
-from io_helpers import pydicom_data, pydicom_file, rotation, write_dicom_series
+from io_helpers import (
+    assert_files_land,
+    pydicom_data,
+    pydicom_file,
+    rotation,
+    write_dicom_series,
+)
 
 from napari_consign.io import (
     DicomSeriesError,
@@ -92,53 +98,34 @@ def test_list_of_files_of_one_series_and_of_two(tmp_path, rng):
         read_volume([str(p) for p in a + b])
 
 
-def test_mixed_sizes_in_one_series_is_refused(tmp_path, rng):
-    uid = "1.2.826.0.1.3680043.8.498.77"
-    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid)
-    write_dicom_series(
-        tmp_path,
-        rng.integers(0, 9, (1, 8, 8)).astype(np.int16),
-        uid=uid,
-        prefix="X",
-        origin=(0, 0, 200),
-    )
-    with pytest.raises(DicomSeriesError, match=r"slice sizes differ \(7 x 6, 8 x 8\)"):
-        read_volume(tmp_path)
-
-
-def test_duplicate_positions_are_refused(tmp_path, rng):
-    uid = "1.2.826.0.1.3680043.8.498.78"
-    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid, prefix="E1")
-    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid, prefix="E2")  # a second echo
-    with pytest.raises(DicomSeriesError, match=r"6 files at only 3 distinct slice positions"):
-        read_volume(tmp_path)
-
-
-def test_missing_slice_loads_with_an_uneven_warning(tmp_path, rng):
-    z = [0.0, 2.5, 5.0, 10.0]  # one slice missing
-    write_dicom_series(tmp_path, _vol(rng, 4), positions=[(0, 0, v) for v in z])
-    with pytest.warns(GeometryWarning, match=r"Uneven DICOM slice positions.*slice"):
-        read_volume(tmp_path)
-
-
-def test_mr700_projections_are_a_mixed_stack_but_one_file_opens():
+def test_mr700_projections_are_seven_stacks_each_opens_in_place():
     folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR700"
-    with pytest.raises(DicomSeriesError, match=r"lie in 7 different planes.*single slice"):
-        read_volume(folder)
+    with pytest.warns(GeometryWarning, match="Oblique scan"):
+        vol = read_volume(folder)
+    stacks = [vol_stack for vol_stack in list_dicom_series(folder)]
+    assert len(stacks) == 7 and all(s.n_slices == 1 and not s.problem for s in stacks)
+    assert len({s.uid for s in stacks}) == 1 and [s.stack for s in stacks] == list(range(1, 8))
+    assert len(vol.other_series) == 6 and "holds 1 DICOM series in 7 stacks" in vol.notes[0]
+    for stack in stacks:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeometryWarning)
+            one = read_volume(folder, series_uid=stack.key)
+        assert assert_files_land(one, stack.files) == 1
+    # one file dropped on its own opens its stack (itself), warning only about obliqueness
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         vol = read_volume(sorted(folder.iterdir())[0])
     messages = [str(w.message) for w in caught if w.category is GeometryWarning]
-    assert messages[0].startswith("Loaded only") and "7 different planes" in messages[0]
-    assert messages[1].startswith("Oblique scan") and "40.8 degrees" in messages[1]
+    assert len(messages) == 1 and "40.8 degrees" in messages[0]
     assert vol.array.shape == (16, 16, 1)  # a sagittal-ish slice: x is its slice axis in LPS
 
 
-def test_localiser_folder_prefers_a_series_that_forms_a_volume():
+def test_localiser_folder_prefers_a_whole_series_to_one_plane_of_a_pilot():
     folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR2"
     vol = read_volume(folder)
     assert vol.name == "FAST LOCALIZER"
-    assert len(vol.other_series) == 2
+    assert len(vol.other_series) == 6  # two tri-planar pilots: 3 one-slice stacks each
+    assert {s.orientation for s in vol.other_series} == {"axial", "coronal", "sagittal"}
 
 
 def test_single_file_in_a_busy_folder_ignores_copies():
