@@ -1,10 +1,12 @@
-"""DICOM series: geometry as written, series choice, single files, lists, mixed stacks."""
+"""DICOM series: geometry as written, series choice, single files, lists, pydicom's dicomdirtests
+(every stack, DICOMDIR records, extensionless and nested copies), bounded folder search."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +165,82 @@ def test_pure_python_dataset_peek(name, modality, monkeypatch):
     monkeypatch.setitem(sys.modules, "pydicom", None)
     assert dicom.peek_dataset(path)[0] == modality
     assert dicom.peek_dataset(path + ".missing") == ("", "")
+
+
+def test_every_stack_of_dicomdirtests_opens_where_sitk_says_or_says_why():
+    from napari_consign.io.dicom import scan_folder
+
+    root = pydicom_data() / "dicomdirtests"
+    stacks, skipped = scan_folder(root)  # through the DICOMDIR's records
+    assert len(stacks) == 25 and not skipped
+    assert len({s.uid for s in stacks}) == 13  # 13 series split into 25 stacks
+    opened = 0
+    for stack in stacks:
+        assert not stack.problem, stack.summary()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeometryWarning)
+            vol = read_volume(root, series_uid=stack.key)
+        assert assert_files_land(vol, stack.files) == len(stack.files), stack.summary()
+        opened += 1
+    assert opened == 25
+
+
+def test_dicomdir_records_and_the_folder_walk_agree(tmp_path):
+    from napari_consign.io.dicom import scan_folder
+
+    root = pydicom_data() / "dicomdirtests"
+    by_records = {s.key: s.files for s in scan_folder(root / "DICOMDIR")[0]}
+    copy = tmp_path / "walk"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("DICOMDIR*", "TINY_ALPHA"))
+    by_walk = {
+        s.key: tuple(str(root / Path(f).relative_to(copy)) for f in s.files)
+        for s in scan_folder(copy)[0]
+    }
+    assert by_walk == by_records
+
+
+def test_extensionless_and_renamed_copies_are_found_in_nested_folders(tmp_path, rng):
+    from napari_consign.io.dicom import scan_folder
+
+    deep = tmp_path / "CD" / "PATIENT" / "STUDY" / "SERIES"
+    files = write_dicom_series(deep, _vol(rng, 4), extension="")
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "CD" / "image.bin")
+    (tmp_path / "CD" / "EMPTY").write_bytes(b"")  # an empty file is ignored
+    calls = []
+    stacks, _ = scan_folder(tmp_path, progress=lambda d, t: calls.append((d, t)))
+    assert sorted(s.n_slices for s in stacks) == [1, 4]
+    assert calls and calls[-1] == (calls[-1][1], calls[-1][1])  # ends at done == total
+    vol = read_volume(tmp_path)
+    assert assert_files_land(vol, files) == 4
+
+
+def test_preamble_less_files_are_named_as_skipped(tmp_path):
+    from napari_consign.io.dicom import is_dicom_file, looks_like_raw_dicom, scan_folder
+
+    raw = pydicom_file("ExplVR_LitEndNoMeta.dcm")  # a data set without preamble or meta
+    shutil.copy(raw, tmp_path / "0001")
+    assert looks_like_raw_dicom(tmp_path / "0001") and not is_dicom_file(tmp_path / "0001")
+    stacks, skipped = scan_folder(tmp_path)
+    assert stacks == [] and skipped == ["0001 (no DICOM file preamble; re-export it)"]
+    with pytest.raises(
+        DicomSeriesError, match=r"No readable DICOM image series.*no DICOM file pre"
+    ):
+        read_volume(tmp_path)
+
+
+def test_search_depth_and_file_count_are_bounded(tmp_path, monkeypatch):
+    from napari_consign.io.dicom import find_files, scan
+
+    deep = tmp_path.joinpath(*"abcdefghijk")
+    deep.mkdir(parents=True)
+    (deep / "x").write_bytes(b"x")
+    files, truncated = find_files(tmp_path)
+    assert files == [] and not truncated  # 11 levels down: beyond MAX_DEPTH
+    for i in range(30):
+        (tmp_path / f"f{i:02d}").write_bytes(b"x")
+    files, truncated = find_files(tmp_path, max_files=10)
+    assert len(files) == 10 and truncated
+    monkeypatch.setattr(scan, "MAX_FILES", 10)
+    monkeypatch.setattr(scan, "find_files", lambda root: find_files(root, max_files=10))
+    _stacks, skipped = scan.scan_folder(tmp_path)
+    assert any("search stopped after 10 files" in s for s in skipped)

@@ -181,3 +181,17 @@ def test_a_tiny_file_claiming_60000_squared_pixels_is_refused_before_decoding(tm
     with pytest.raises(UnsupportedImageError, match=r"0.8 GB decoded.*only 1 GB of memory"):
         check_size(unchecked, available=10**9)
     check_size(unchecked, available=10**10)  # fits
+
+
+def test_display_range_by_modality(rng):
+    from napari_consign.io.display import display_kwargs, percentile_limits
+
+    ct = rng.normal(0, 500, (4, 30, 30))
+    assert display_kwargs(ct, "CT") == {"contrast_limits": (-160.0, 240.0)}
+    mr = rng.gamma(2.0, 100.0, (4, 30, 30))
+    mr[0, 0, 0] = 1e6  # one hot voxel must not set the range
+    lo, hi = display_kwargs(mr, "MR")["contrast_limits"]
+    assert (lo, hi) == pytest.approx(np.percentile(mr, (0.5, 99.5)))
+    assert hi < 1e5
+    assert display_kwargs(mr, "") == {}  # non-DICOM: napari's default
+    assert percentile_limits(np.full((3, 3), 7.0)) == (7.0, 8.0)

@@ -141,7 +141,7 @@ def test_non_image_folder_says_why(picker, tmp_path, notes):
 def test_tri_planar_pilots_are_listed_plane_by_plane(picker, notes):
     from napari_consign.ui.series_picker import COLUMNS
 
-    viewer, widget = picker
+    _viewer, widget = picker
     folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR2"  # 2 tri-planar pilots
     listed = widget.set_folder(folder)
     assert len(listed) == 7 and not any(s.problem for s in listed)
@@ -208,7 +208,7 @@ def test_every_column_shows_at_default_size(make_napari_viewer, qtbot):
 def test_ct_window_presets(picker, tmp_path):
     from napari_consign.io.display import CT_WINDOWS, window_limits
 
-    viewer, widget = picker
+    _viewer, widget = picker
     rng = np.random.default_rng(2)
     write_dicom_series(tmp_path, rng.integers(-1000, 2000, (3, 5, 6)).astype(np.int16))
     widget.set_folder(tmp_path)
