@@ -69,9 +69,13 @@ def write_dicom_series(
     reverse_instances: bool = False,
     positions: list | None = None,
     prefix: str = "IM",
+    extension: str = ".dcm",
+    extra_tags: dict[str, str] | None = None,
 ) -> list[Path]:
     """One 2D DICOM file per slice of ``array`` (z, y, x, int16), with tags 0020|000e,
-    0020|0032, 0020|0037, 0020|0013, 0008|0060; slice k at origin + k * spacing_z * normal."""
+    0020|0032, 0020|0037, 0020|0013, 0008|0060; slice k at origin + k * spacing_z * normal
+    (or at ``positions[k]``). ``extra_tags`` are written into every file (a value may contain
+    ``{k}``, the slice index); ``extension`` may be '' (as scanners and CDs write)."""
     folder.mkdir(parents=True, exist_ok=True)
     uid = uid or new_uid()
     row_v, col_v = np.asarray(row, float), np.asarray(col, float)
@@ -100,11 +104,13 @@ def write_dicom_series(
             "0020|0037": "\\".join(f"{v:.8f}" for v in (*row_v, *col_v)),
             "0018|0050": f"{spacing[2]:.4f}",
         }
+        tags.update({key: value.format(k=k) for key, value in (extra_tags or {}).items()})
         for key, value in tags.items():
             img.SetMetaData(key, value)
         w = sitk.ImageFileWriter()
+        w.SetImageIO("GDCMImageIO")
         w.KeepOriginalImageUIDOn()
-        path = folder / f"{prefix}{instance:04d}.dcm"
+        path = folder / f"{prefix}{instance:04d}{extension}"
         w.SetFileName(str(path))
         w.Execute(img)
         paths.append(path)
@@ -149,3 +155,37 @@ def assert_same_grid(a, b, *, atol_mm: float = 2e-4, atol_dir: float = 1e-5) -> 
     np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=atol_mm, rtol=0)
     np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=atol_dir, rtol=0)
+
+
+def volume_image(vol):
+    """A SimpleITK image of a ``Volume``'s array on its (LPS) grid, to look up physical points."""
+    img = sitk.GetImageFromArray(np.asarray(vol.array))
+    grid = vol.geometry.grid
+    img.SetSpacing(grid.spacing)
+    img.SetOrigin(grid.origin)
+    img.SetDirection(grid.direction)
+    return img
+
+
+def assert_files_land(vol, files, atol: float = 1e-4) -> int:
+    """Each DICOM file's corner pixels, at the physical points SimpleITK gives them, hold the
+    file's values in the loaded volume. Files whose plane falls between the volume's slices
+    (a resampled stack) are skipped; returns how many files were checked."""
+    img = volume_image(vol)
+    arr = np.asarray(vol.array)
+    checked = 0
+    for f in files:
+        ref = sitk.ReadImage(str(f))
+        ref_arr = sitk.GetArrayFromImage(ref)
+        x, y = ref.GetSize()[:2]
+        on_grid = True
+        for i, j in ((0, 0), (x - 1, 0), (0, y - 1), (x - 1, y - 1)):
+            point = ref.TransformIndexToPhysicalPoint((i, j, 0))
+            cont = np.asarray(img.TransformPhysicalPointToContinuousIndex(point))
+            if np.abs(cont - np.round(cont)).max() > atol:
+                on_grid = False
+                break
+            k = tuple(int(v) for v in np.round(cont)[::-1])
+            assert arr[k] == pytest.approx(float(ref_arr[0, j, i]), abs=1e-3), (f, i, j)
+        checked += on_grid
+    return checked

@@ -1,14 +1,22 @@
-"""DICOM series: geometry as written, series choice, single files, lists, mixed stacks."""
+"""DICOM series: geometry as written, series choice, single files, lists, pydicom's dicomdirtests
+(every stack, DICOMDIR records, extensionless and nested copies), bounded folder search."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
-from io_helpers import pydicom_data, pydicom_file, rotation, write_dicom_series
+from io_helpers import (
+    assert_files_land,
+    pydicom_data,
+    pydicom_file,
+    rotation,
+    write_dicom_series,
+)
 
 from napari_consign.io import (
     DicomSeriesError,
@@ -92,53 +100,34 @@ def test_list_of_files_of_one_series_and_of_two(tmp_path, rng):
         read_volume([str(p) for p in a + b])
 
 
-def test_mixed_sizes_in_one_series_is_refused(tmp_path, rng):
-    uid = "1.2.826.0.1.3680043.8.498.77"
-    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid)
-    write_dicom_series(
-        tmp_path,
-        rng.integers(0, 9, (1, 8, 8)).astype(np.int16),
-        uid=uid,
-        prefix="X",
-        origin=(0, 0, 200),
-    )
-    with pytest.raises(DicomSeriesError, match=r"slice sizes differ \(7 x 6, 8 x 8\)"):
-        read_volume(tmp_path)
-
-
-def test_duplicate_positions_are_refused(tmp_path, rng):
-    uid = "1.2.826.0.1.3680043.8.498.78"
-    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid, prefix="E1")
-    write_dicom_series(tmp_path, _vol(rng, 3), uid=uid, prefix="E2")  # a second echo
-    with pytest.raises(DicomSeriesError, match=r"6 files at only 3 distinct slice positions"):
-        read_volume(tmp_path)
-
-
-def test_missing_slice_loads_with_an_uneven_warning(tmp_path, rng):
-    z = [0.0, 2.5, 5.0, 10.0]  # one slice missing
-    write_dicom_series(tmp_path, _vol(rng, 4), positions=[(0, 0, v) for v in z])
-    with pytest.warns(GeometryWarning, match=r"Uneven DICOM slice positions.*slice"):
-        read_volume(tmp_path)
-
-
-def test_mr700_projections_are_a_mixed_stack_but_one_file_opens():
+def test_mr700_projections_are_seven_stacks_each_opens_in_place():
     folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR700"
-    with pytest.raises(DicomSeriesError, match=r"lie in 7 different planes.*single slice"):
-        read_volume(folder)
+    with pytest.warns(GeometryWarning, match="Oblique scan"):
+        vol = read_volume(folder)
+    stacks = [vol_stack for vol_stack in list_dicom_series(folder)]
+    assert len(stacks) == 7 and all(s.n_slices == 1 and not s.problem for s in stacks)
+    assert len({s.uid for s in stacks}) == 1 and [s.stack for s in stacks] == list(range(1, 8))
+    assert len(vol.other_series) == 6 and "holds 1 DICOM series in 7 stacks" in vol.notes[0]
+    for stack in stacks:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeometryWarning)
+            one = read_volume(folder, series_uid=stack.key)
+        assert assert_files_land(one, stack.files) == 1
+    # one file dropped on its own opens its stack (itself), warning only about obliqueness
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         vol = read_volume(sorted(folder.iterdir())[0])
     messages = [str(w.message) for w in caught if w.category is GeometryWarning]
-    assert messages[0].startswith("Loaded only") and "7 different planes" in messages[0]
-    assert messages[1].startswith("Oblique scan") and "40.8 degrees" in messages[1]
+    assert len(messages) == 1 and "40.8 degrees" in messages[0]
     assert vol.array.shape == (16, 16, 1)  # a sagittal-ish slice: x is its slice axis in LPS
 
 
-def test_localiser_folder_prefers_a_series_that_forms_a_volume():
+def test_localiser_folder_prefers_a_whole_series_to_one_plane_of_a_pilot():
     folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR2"
     vol = read_volume(folder)
     assert vol.name == "FAST LOCALIZER"
-    assert len(vol.other_series) == 2
+    assert len(vol.other_series) == 6  # two tri-planar pilots: 3 one-slice stacks each
+    assert {s.orientation for s in vol.other_series} == {"axial", "coronal", "sagittal"}
 
 
 def test_single_file_in_a_busy_folder_ignores_copies():
@@ -176,3 +165,82 @@ def test_pure_python_dataset_peek(name, modality, monkeypatch):
     monkeypatch.setitem(sys.modules, "pydicom", None)
     assert dicom.peek_dataset(path)[0] == modality
     assert dicom.peek_dataset(path + ".missing") == ("", "")
+
+
+def test_every_stack_of_dicomdirtests_opens_where_sitk_says_or_says_why():
+    from napari_consign.io.dicom import scan_folder
+
+    root = pydicom_data() / "dicomdirtests"
+    stacks, skipped = scan_folder(root)  # through the DICOMDIR's records
+    assert len(stacks) == 25 and not skipped
+    assert len({s.uid for s in stacks}) == 13  # 13 series split into 25 stacks
+    opened = 0
+    for stack in stacks:
+        assert not stack.problem, stack.summary()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeometryWarning)
+            vol = read_volume(root, series_uid=stack.key)
+        assert assert_files_land(vol, stack.files) == len(stack.files), stack.summary()
+        opened += 1
+    assert opened == 25
+
+
+def test_dicomdir_records_and_the_folder_walk_agree(tmp_path):
+    from napari_consign.io.dicom import scan_folder
+
+    root = pydicom_data() / "dicomdirtests"
+    by_records = {s.key: s.files for s in scan_folder(root / "DICOMDIR")[0]}
+    copy = tmp_path / "walk"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("DICOMDIR*", "TINY_ALPHA"))
+    by_walk = {
+        s.key: tuple(str(root / Path(f).relative_to(copy)) for f in s.files)
+        for s in scan_folder(copy)[0]
+    }
+    assert by_walk == by_records
+
+
+def test_extensionless_and_renamed_copies_are_found_in_nested_folders(tmp_path, rng):
+    from napari_consign.io.dicom import scan_folder
+
+    deep = tmp_path / "CD" / "PATIENT" / "STUDY" / "SERIES"
+    files = write_dicom_series(deep, _vol(rng, 4), extension="")
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "CD" / "image.bin")
+    (tmp_path / "CD" / "EMPTY").write_bytes(b"")  # an empty file is ignored
+    calls = []
+    stacks, _ = scan_folder(tmp_path, progress=lambda d, t: calls.append((d, t)))
+    assert sorted(s.n_slices for s in stacks) == [1, 4]
+    assert calls and calls[-1] == (calls[-1][1], calls[-1][1])  # ends at done == total
+    vol = read_volume(tmp_path)
+    assert assert_files_land(vol, files) == 4
+
+
+def test_preamble_less_files_are_named_as_skipped(tmp_path):
+    from napari_consign.io.dicom import is_dicom_file, looks_like_raw_dicom, scan_folder
+
+    raw = pydicom_file("ExplVR_LitEndNoMeta.dcm")  # a data set without preamble or meta
+    shutil.copy(raw, tmp_path / "0001")
+    assert looks_like_raw_dicom(tmp_path / "0001") and not is_dicom_file(tmp_path / "0001")
+    stacks, skipped = scan_folder(tmp_path)
+    assert stacks == [] and skipped == ["0001 (no DICOM file preamble; re-export it)"]
+    with pytest.raises(
+        DicomSeriesError, match=r"No readable DICOM image series.*no DICOM file pre"
+    ):
+        read_volume(tmp_path)
+
+
+def test_search_depth_and_file_count_are_bounded(tmp_path, monkeypatch):
+    from napari_consign.io.dicom import find_files, scan
+
+    deep = tmp_path.joinpath(*"abcdefghijk")
+    deep.mkdir(parents=True)
+    (deep / "x").write_bytes(b"x")
+    files, truncated = find_files(tmp_path)
+    assert files == [] and not truncated  # 11 levels down: beyond MAX_DEPTH
+    for i in range(30):
+        (tmp_path / f"f{i:02d}").write_bytes(b"x")
+    files, truncated = find_files(tmp_path, max_files=10)
+    assert len(files) == 10 and truncated
+    monkeypatch.setattr(scan, "MAX_FILES", 10)
+    monkeypatch.setattr(scan, "find_files", lambda root: find_files(root, max_files=10))
+    _stacks, skipped = scan.scan_folder(tmp_path)
+    assert any("search stopped after 10 files" in s for s in skipped)

@@ -14,6 +14,7 @@ from io_helpers import (
     assert_layer_matches_sitk,
     assert_same_grid,
     corners,
+    pydicom_data,
     pydicom_file,
     rotation,
     write_dicom_series,
@@ -191,20 +192,19 @@ def test_npe2_read(tmp_path, rng, name):
 
 
 _PROBE = """
-import json, sys, time
+import builtins, json, sys
 from napari_consign.io import _reader
-calls = []
-original = _reader.looks_like_dicom_image
-def counting(p):
-    calls.append(p)
-    return original(p)
-_reader.looks_like_dicom_image = counting
+opened = []
+real_open = builtins.open
+def counting_open(file, *args, **kwargs):
+    opened.append(str(file))
+    return real_open(file, *args, **kwargs)
+builtins.open = counting_open
 out = {}
 for key, path in json.loads(sys.argv[1]).items():
-    calls.clear()
-    t0 = time.perf_counter()
+    opened.clear()
     reader = _reader.get_reader(path)
-    out[key] = [reader is not None, time.perf_counter() - t0, len(calls)]
+    out[key] = [reader is not None, len(opened), len(set(opened))]
 heavy = ("SimpleITK", "gdcm", "_SimpleITK", "napari", "qtpy", "PyQt6", "torch", "pydicom")
 out["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in heavy or "gdcm" in m.lower())
 print(json.dumps(out))
@@ -212,21 +212,37 @@ print(json.dumps(out))
 
 
 def test_get_reader_is_cheap_and_imports_no_simpleitk(tmp_path, rng):
+    """Counts the files get_reader opens (no timing): a bounded number for any folder, at most
+    three reads per file (preamble, pixel data tag, DICOMDIR class), and no SimpleITK, GDCM,
+    pydicom or napari import."""
     import json
     import subprocess
     import sys
 
+    from napari_consign.io._reader import _MAX_SNIFF_DEPTH
+
     nifti = write_image(tmp_path / "scan.nii.gz", rng.integers(0, 9, (3, 4, 5)).astype(np.int16))
     series = write_dicom_series(tmp_path / "series", rng.integers(0, 9, (3, 4, 5)).astype(np.int16))
-    junk = tmp_path / "junk"  # a big non-DICOM folder: napari offers every folder to the reader
-    junk.mkdir()
+    nested = tmp_path / "cd" / "PT0" / "ST0" / "SE0"  # DICOM three levels down, extensionless
+    write_dicom_series(nested, rng.integers(0, 9, (2, 4, 5)).astype(np.int16), extension="")
+    too_deep = tmp_path / "deep" / "1" / "2" / "3" / "4"
+    write_dicom_series(too_deep, rng.integers(0, 9, (2, 4, 5)).astype(np.int16))
+    junk = tmp_path / "junk"  # a big non-DICOM tree: napari offers every folder to the reader
     for i in range(400):
-        (junk / f"f{i:04d}.dat").write_bytes(bytes(range(256)) * 2)
+        sub = junk / f"d{i % 7}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i:04d}").write_bytes(bytes(range(256)) * 2)  # names the patterns offer
+    (tmp_path / "IM000123").write_bytes(bytes(range(256)) * 2)  # not DICOM, DICOM-like name
     paths = {
         "nifti": str(nifti),
         "dicom_file": str(series[0]),
         "dicom_folder": str(tmp_path / "series"),
+        "nested_cd": str(tmp_path / "cd"),
+        "too_deep": str(tmp_path / "deep"),
         "junk_folder": str(junk),
+        "junk_file": str(tmp_path / "IM000123"),
+        "dicomdir": str(pydicom_data() / "dicomdirtests" / "DICOMDIR"),
+        "extensionless": str(pydicom_data() / "dicomdirtests" / "77654033" / "CT2" / "17106"),
     }
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(paths)],
@@ -243,12 +259,50 @@ def test_get_reader_is_cheap_and_imports_no_simpleitk(tmp_path, rng):
         "nifti": True,
         "dicom_file": True,
         "dicom_folder": True,
+        "nested_cd": True,
+        "too_deep": _MAX_SNIFF_DEPTH >= 4,
         "junk_folder": False,
+        "junk_file": False,
+        "dicomdir": True,
+        "extensionless": True,
     }
     assert out["dicom_folder"][2] == 1  # stops at the first DICOM image file
-    assert out["junk_folder"][2] <= _MAX_FOLDER_SNIFF  # bounded sniffing
-    for key, (_, seconds, _) in out.items():
-        assert seconds < 2.0, (key, seconds)  # generous: a shared 2-core machine
+    assert out["junk_folder"][2] <= _MAX_FOLDER_SNIFF  # bounded: not 400 files
+    for key, (_, opens, files) in out.items():
+        assert opens <= 3 * max(files, 1), (key, opens, files)  # a few header reads per file
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "dicomdirtests",
+        "dicomdirtests/DICOMDIR",
+        "dicomdirtests/77654033",
+        "dicomdirtests/77654033/CT2/17106",
+    ],
+)
+def test_viewer_opens_dicomdir_parent_folders_and_extensionless_files(make_napari_viewer, where):
+    from io_helpers import assert_files_land
+
+    from napari_consign.io import read_volume
+    from napari_consign.io.dicom import scan_folder
+
+    viewer = make_napari_viewer()
+    path = pydicom_data() / where
+    start = _n_records()
+    [layer] = viewer.open(str(path), plugin="napari-consign")
+    assert not _records_since(start, "error")
+    geometry = geometry_from_metadata(layer.metadata)
+    vol = read_volume(path)
+    assert geometry.series_uid == vol.geometry.series_uid
+    np.testing.assert_array_equal(layer.data, vol.array)
+    if path.is_file() and path.name != "DICOMDIR":
+        files = [path]  # a file far from the rest of its series: a stack of its own
+    else:
+        files = scan_folder(path)[0][0].files  # the stack listed first is the one opened
+    assert assert_files_land(vol, files) == len(files)
+    if path.is_dir() or path.name == "DICOMDIR":
+        assert any("DICOM series" in m for m in _records_since(start, "info"))
 
 
 def test_save_layers_with_the_plugin(make_napari_viewer, tmp_path):

@@ -67,9 +67,17 @@ def test_lists_the_series_and_opens_the_chosen_one(picker, study, notes):
 
     listed = widget.set_folder(folder)
     assert [s.uid for s in listed] == [uid_a, uid_b]  # most slices first
-    rows = {r[COLUMNS.index("Series UID")]: r for r in _table(widget)}
-    assert rows[uid_a][:4] == ["#1 big", "CT", "6 x 5 x 4", "4"]
-    assert rows[uid_b][:4] == ["#2 small", "MR", "6 x 5 x 2", "2"]
+    rows = _table(widget)
+    assert rows[0][: COLUMNS.index("Folder")] == [
+        "#1",
+        "big",
+        "CT",
+        "axial",
+        "6 x 5",
+        "4",
+        "?",
+    ]
+    assert rows[1][:6] == ["#2", "small", "MR", "axial", "6 x 5", "2"]
     assert widget.selected_uid() == uid_a and widget.open_button.isEnabled()
 
     widget.select_series(uid_b)
@@ -130,25 +138,86 @@ def test_non_image_folder_says_why(picker, tmp_path, notes):
     assert any("No DICOM image series" in m for m in notes["error"])
 
 
-def test_mixed_stack_is_marked_and_refused(picker, notes):
+def test_tri_planar_pilots_are_listed_plane_by_plane(picker, notes):
+    from napari_consign.ui.series_picker import COLUMNS
+
+    _viewer, widget = picker
+    folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR2"  # 2 tri-planar pilots
+    listed = widget.set_folder(folder)
+    assert len(listed) == 7 and not any(s.problem for s in listed)
+    rows = _table(widget)
+    orientation, series = COLUMNS.index("Orientation"), COLUMNS.index("Series")
+    assert rows[0][COLUMNS.index("Description")] == "FAST LOCALIZER"  # a whole series first
+    assert (
+        sorted(r[orientation] for r in rows[1:])
+        == ["axial"] * 2 + ["coronal"] * 2 + ["sagittal"] * 2
+    )
+    assert sorted(r[series] for r in rows[1:]) == [f"#2 ({k}/3)" for k in (1, 1, 2, 2, 3, 3)]
+    axial = listed[[r[orientation] for r in rows].index("axial")]
+    widget.select_series(axial.key)
+    [layer] = widget.open_selected()
+    assert layer.data.shape == (1, 16, 16)  # an axial plane of the pilot
+    assert not notes["error"]
+
+
+def test_refused_stack_is_marked_and_says_why(picker, tmp_path, notes):
     from napari_consign.ui.series_picker import COLUMNS
 
     viewer, widget = picker
-    folder = pydicom_data() / "dicomdirtests" / "98892003" / "MR2"  # 2 tri-planar pilots
-    listed = widget.set_folder(folder)
-    assert len(listed) == 3
-    notes_col = COLUMNS.index("Note")
-    rows = _table(widget)
-    mixed = [r for r in rows if r[notes_col].startswith("mixed stack")]
-    assert len(mixed) == 2
-    good = next(r for r in rows if not r[notes_col])
-    assert widget.selected_uid() == good[COLUMNS.index("Series UID")]  # a volume preselected
-
-    widget.select_series(mixed[0][COLUMNS.index("Series UID")])
+    uid = "1.2.826.0.1.3680043.8.498.91"
+    rng = np.random.default_rng(1)
+    write_dicom_series(
+        tmp_path, rng.integers(0, 9, (3, 5, 6)).astype(np.int16), uid=uid, prefix="A"
+    )
+    write_dicom_series(
+        tmp_path, rng.integers(0, 9, (3, 5, 6)).astype(np.int16), uid=uid, prefix="B"
+    )
+    [stack] = widget.set_folder(tmp_path)
+    [row] = _table(widget)
+    assert row[COLUMNS.index("Note")] == "6 files at only 3 distinct slice positions"
+    widget.select_series(stack.key)
     assert widget.open_selected() == []
-    assert any("Mixed stack" in m and "different planes" in m for m in notes["error"]), notes
+    assert any("6 files at only 3 distinct" in m for m in notes["error"]), notes
     assert len(viewer.layers) == 0
 
-    widget.select_series(good[COLUMNS.index("Series UID")])
+
+def test_every_column_shows_at_default_size(make_napari_viewer, qtbot):
+    """Long descriptions and subfolder names: no column is cut, none scrolls out of view when the
+    widget is shown at its default size."""
+    from napari_consign.ui.series_picker import SeriesPickerWidget
+
+    widget = SeriesPickerWidget(make_napari_viewer())
+    qtbot.addWidget(widget)
+    widget.set_folder(pydicom_data() / "dicomdirtests")  # nested folders, read via its DICOMDIR
+    table = widget.table
+    assert table.rowCount() == 25
+    metrics = table.fontMetrics()
+    for c in range(table.columnCount()):
+        texts = [table.item(r, c).text() for r in range(table.rowCount())]
+        texts.append(table.horizontalHeaderItem(c).text())
+        needed = max(metrics.horizontalAdvance(t) for t in texts)
+        assert table.columnWidth(c) >= needed, (c, texts)
+    widget.show()
+    widget.resize(widget.sizeHint())
+    qtbot.waitExposed(widget)
+    total = sum(table.columnWidth(c) for c in range(table.columnCount()))
+    assert table.viewport().width() >= total, (table.viewport().width(), total)
+    assert table.horizontalScrollBar().maximum() == 0
+
+
+def test_ct_window_presets(picker, tmp_path):
+    from napari_consign.io.display import CT_WINDOWS, window_limits
+
+    _viewer, widget = picker
+    rng = np.random.default_rng(2)
+    write_dicom_series(tmp_path, rng.integers(-1000, 2000, (3, 5, 6)).astype(np.int16))
+    widget.set_folder(tmp_path)
     [layer] = widget.open_selected()
-    assert layer.data.shape == (16, 16, 1)  # a sagittal localiser, reoriented to LPS
+    assert tuple(layer.contrast_limits) == (-160.0, 240.0)  # soft tissue: W 400, L 40
+    assert [widget.window_box.itemText(i) for i in range(widget.window_box.count())] == list(
+        CT_WINDOWS
+    )
+    for name in ("bone", "brain", "lung"):
+        assert widget.apply_window(name)
+        assert tuple(layer.contrast_limits) == window_limits(name)
+    assert window_limits("lung") == (-1350.0, 150.0)

@@ -2,7 +2,11 @@
 
 ``get_reader`` is napari's cheap probe: pure-Python byte sniffing (no SimpleITK), never raises,
 returns ``None`` for what it cannot read (junk, NIfTI-2, non-DICOM/empty/zarr folders, DICOM
-files without pixel data such as RT structure sets and reports). The reader it returns gives
+files without pixel data such as RT structure sets and reports). DICOM files are recognised by
+their preamble whatever their name (the manifest's patterns offer extensionless scanner names
+and DICOMDIR to it); a folder is accepted when a DICOM image file or DICOMDIR lies at most
+``_MAX_SNIFF_DEPTH`` levels down among the first ``_MAX_FOLDER_SNIFF`` files. The reader it
+returns gives
 ``[(array, add_kwargs, "image")]``; failures after acceptance raise a ``ConsignIOError`` with a
 message saying what is wrong and what to do. Geometry warnings are shown with ``show_warning``,
 other DICOM series and skipped files with ``show_info``.
@@ -16,19 +20,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .dicom import folder_files, is_dicom_file, looks_like_dicom_image
+from .dicom import find_files, is_dicom_file, is_dicomdir, looks_like_dicom_image
 from .formats import is_zarr, sniff_image_file
 
-_MAX_FOLDER_SNIFF = 64
+_MAX_FOLDER_SNIFF = 64  # files sniffed in a folder (subfolders included) before declining
+_MAX_SNIFF_DEPTH = 3  # folder levels below the dropped folder
+_PROGRESS_MIN_FILES = 200  # folders with more files show a napari progress bar
+
+
+def _probe_file(f: Path) -> bool:
+    """One file of a folder: a DICOM image or a DICOMDIR (the only per-file probe)."""
+    if f.name.upper() == "DICOMDIR":
+        return is_dicomdir(f)
+    return looks_like_dicom_image(f)
 
 
 def _sniff_folder(p: Path) -> bool:
     if is_zarr(p):
         return False
-    for f in folder_files(p)[:_MAX_FOLDER_SNIFF]:
-        if looks_like_dicom_image(f):
-            return True
-    return False
+    files, _ = find_files(p, max_depth=_MAX_SNIFF_DEPTH, max_files=_MAX_FOLDER_SNIFF)
+    return any(_probe_file(f) for f in files)
 
 
 def _accepts(path: str | Sequence[str]) -> bool:
@@ -80,13 +91,14 @@ def layer_data_tuples(path: str | list[str], series_uid: str | None = None) -> l
     """
     from napari.utils.notifications import show_info, show_warning
 
+    from .display import display_kwargs
     from .errors import ConsignIOError, GeometryWarning, UnreadableImageError, sitk_reason
     from .volume import read_volume
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, HeaderProgress() as progress:
         warnings.simplefilter("always", GeometryWarning)
         try:
-            volume = read_volume(path, series_uid=series_uid)
+            volume = read_volume(path, series_uid=series_uid, progress=progress)
         except ConsignIOError:
             raise
         except Exception as exc:  # last line of defence: never a bare SimpleITK traceback
@@ -101,4 +113,29 @@ def layer_data_tuples(path: str | list[str], series_uid: str | None = None) -> l
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for note in volume.notes:
         show_info(note)
-    return [volume.layer_data()]
+    data, kwargs, kind = volume.layer_data()
+    return [(data, {**kwargs, **display_kwargs(data, volume.modality)}, kind)]
+
+
+class HeaderProgress:
+    """``progress(done, total)`` for ``read_volume``: a napari progress bar once a DICOM folder
+    has at least ``_PROGRESS_MIN_FILES`` files; closed on exit."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < _PROGRESS_MIN_FILES:
+            return
+        if self.bar is None:
+            from napari.utils import progress
+
+            self.bar = progress(total=total, desc="Reading DICOM headers")
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> HeaderProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()

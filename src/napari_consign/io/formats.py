@@ -1,6 +1,7 @@
 """Pure-Python checks of image file headers (no SimpleITK; the napari probe uses them).
 
-``sniff_image_file``: does a file look like NIfTI-1, MetaImage, NRRD or a DICOM image?
+``sniff_image_file``: does a file look like NIfTI-1, MetaImage, NRRD, a DICOM image (by its
+preamble, whatever its name) or a DICOMDIR?
 ``nifti_truncation``: ITK's NIfTI reader silently accepts truncated files (missing voxels read
 as garbage), so ``read_volume`` checks the byte count against the header first.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom import looks_like_dicom_image
+from .dicom import is_dicomdir, looks_like_dicom_image
 
 NIFTI1_MAGICS = (b"n+1\x00", b"ni1\x00")
 ZARR_MARKERS = (".zarray", ".zgroup", ".zattrs", "zarr.json")
@@ -62,7 +63,7 @@ def sniff_image_file(path: str | os.PathLike) -> bool:
                 return f.read(4) == b"NRRD"
     except OSError:
         return False
-    return looks_like_dicom_image(p)
+    return looks_like_dicom_image(p) or is_dicomdir(p)
 
 
 def _gzip_size(path: Path, expected: int) -> int:

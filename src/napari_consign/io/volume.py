@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class Volume:
     name: str = ""
     other_series: tuple[dicom.SeriesInfo, ...] = ()
     notes: tuple[str, ...] = ()
+    modality: str = ""  # DICOM Modality (0008,0060), '' for other formats
 
     def layer_kwargs(self) -> dict[str, Any]:
         """kwargs for ``viewer.add_image`` (scale/translate/rotate, name, metadata)."""
@@ -203,7 +204,7 @@ def _dicom_volume(
             f"Ignored {len(series.duplicates)} duplicate DICOM file(s) of already loaded images "
             f"(same SOP Instance UID): {shown}.",
         )
-    return volume_from_image(
+    volume = volume_from_image(
         img,
         source_path=source_path,
         series_uid=series.uid,
@@ -211,6 +212,7 @@ def _dicom_volume(
         other_series=other_series,
         notes=notes,
     )
+    return replace(volume, modality=series.modality)
 
 
 def _series_or_single_file(series: dicom.SeriesInfo, path: Path) -> dicom.SeriesInfo:
@@ -240,16 +242,19 @@ def read_volume(
     *,
     series_uid: str | None = None,
     frame: int | None = None,
+    progress: dicom.scan.Progress | None = None,
 ) -> Volume:
-    """Read a scan file, DICOM folder, DICOM file or list of DICOM files into a ``Volume``.
+    """Read a scan file, DICOM folder, DICOMDIR, DICOM file or list of DICOM files.
 
-    ``series_uid`` picks a series in a DICOM folder (default: the one with the most slices among
-    those forming one volume; the others are listed in ``Volume.other_series`` and ``notes``).
-    ``frame`` picks one frame of a 4D image (ignored for 3D). Raises ``ConsignIOError``
-    subclasses with a clear message, never a bare SimpleITK error.
+    DICOM folders are searched recursively (bounded, see ``dicom.scan``) and their series split
+    into stacks. ``series_uid`` picks a stack (``SeriesInfo.key``) or series (its UID: its first
+    stack); default: the stack with the most slices among those forming one volume; the others
+    are listed in ``Volume.other_series`` and ``notes``. ``progress(done, total)`` is called
+    while DICOM headers are read. ``frame`` picks one frame of a 4D image (ignored for 3D).
+    Raises ``ConsignIOError`` subclasses with a clear message, never a bare SimpleITK error.
     """
     try:
-        return _read_volume(path, series_uid=series_uid, frame=frame)
+        return _read_volume(path, series_uid=series_uid, frame=frame, progress=progress)
     except ConsignIOError:
         raise
     except (RuntimeError, OSError, ValueError) as exc:
@@ -259,7 +264,9 @@ def read_volume(
         ) from exc
 
 
-def _read_volume(path: Any, *, series_uid: str | None, frame: int | None) -> Volume:
+def _read_volume(
+    path: Any, *, series_uid: str | None, frame: int | None, progress: Any = None
+) -> Volume:
     if not isinstance(path, (str, os.PathLike)):
         paths = [Path(p) for p in path]
         if len(paths) == 1:
@@ -280,9 +287,13 @@ def _read_volume(path: Any, *, series_uid: str | None, frame: int | None) -> Vol
     p = Path(path)
     if not p.exists():
         raise UnreadableImageError(f"No such file or folder: {p}.", "Check the path.")
-    if p.is_dir():
-        return _read_folder(p, series_uid)
-    if p.suffix.lower() in (".dcm", ".dicom") or dicom.is_dicom_file(p):
+    if p.is_dir() or dicom.is_dicomdir(p):
+        return _read_folder(p, series_uid, progress)
+    if (
+        p.suffix.lower() in (".dcm", ".dicom")
+        or dicom.is_dicom_file(p)
+        or dicom.looks_like_raw_dicom(p)
+    ):
         if not dicom.is_dicom_file(p):
             _refuse_without_preamble(p)
         if not dicom.has_pixel_data(p):
@@ -293,7 +304,7 @@ def _read_volume(path: Any, *, series_uid: str | None, frame: int | None) -> Vol
                 "Open the image series it refers to.",
             )
         series = dicom.series_of_file(p)
-        if series_uid is not None and series_uid.strip() != series.uid:
+        if series_uid is not None and series_uid.strip() not in (series.uid, series.key):
             raise DicomSeriesError(
                 f"{p.name} belongs to series {series.uid}, not {series_uid}.",
                 "Open the folder to choose among its series.",
@@ -325,29 +336,30 @@ def _refuse_without_preamble(p: Path) -> None:
     )
 
 
-def _read_folder(folder: Path, series_uid: str | None) -> Volume:
+def _read_folder(folder: Path, series_uid: str | None, progress: Any = None) -> Volume:
     if is_zarr(folder):
         raise UnsupportedImageError(
             f"{folder} is a zarr store, not a DICOM folder.", "Open it with a zarr reader."
         )
-    series, skipped = dicom.scan_folder(folder)
+    series, skipped = dicom.scan_folder(folder, progress=progress)
     if not series:
-        n_files = len(dicom.folder_files(folder))
-        why = f"; {len(skipped)} DICOM file(s) were not images: {', '.join(skipped[:3])}"
+        n_files = len(dicom.candidate_files(folder)[0])
+        why = f"; skipped: {', '.join(skipped[:3])}"
         raise DicomSeriesError(
-            f"No readable DICOM image series in {folder} ({n_files} file(s) checked"
-            f"{why if skipped else ''}).",
-            "Open the folder that holds the image slices (not recursive), or one .dcm file.",
+            f"No readable DICOM image series in {folder} ({n_files} file(s) checked, "
+            f"subfolders included{why if skipped else ''}).",
+            "Open the folder (or DICOMDIR) that holds the image slices, or one DICOM file.",
         )
-    if series_uid is None:
-        series = _volumes_first(series)
     chosen, others = dicom.choose_series(series, series_uid)
     notes = []
     if others:
-        listing = "; ".join(s.summary() for s in others)
+        listing = "; ".join(s.summary() for s in others[:10])
+        more = f" and {len(others) - 10} more" if len(others) > 10 else ""
+        n_series = len({s.uid for s in series})
+        stacks = f" in {len(series)} stacks" if len(series) != n_series else ""
         notes.append(
-            f"{folder.name} holds {len(series)} DICOM series; loaded {chosen.summary()}. "
-            f"Others: {listing}. To open another, use Plugins > CONSIGN Uncertainty > "
+            f"{folder.name} holds {n_series} DICOM series{stacks}; loaded {chosen.summary()}. "
+            f"Others: {listing}{more}. To open another, use Plugins > CONSIGN Uncertainty > "
             "Open DICOM series (or read_volume(folder, series_uid=...) in Python)."
         )
     if skipped:
@@ -359,20 +371,6 @@ def _read_folder(folder: Path, series_uid: str | None) -> Volume:
         other_series=others,
         notes=tuple(notes),
     )
-
-
-def _volumes_first(series: list[dicom.SeriesInfo]) -> list[dicom.SeriesInfo]:
-    """Series that form one volume first (keeping the most-slices order), mixed stacks last."""
-
-    def ok(s: dicom.SeriesInfo) -> bool:
-        try:
-            dicom.check_stack(s)
-        except DicomSeriesError:
-            return False
-        return True
-
-    good = [s for s in series if ok(s)]
-    return good + [s for s in series if s not in good]
 
 
 def list_dicom_series(folder: str | os.PathLike) -> list[dicom.SeriesInfo]:
