@@ -11,7 +11,7 @@ lists the others; this widget lets the user choose:
    Instance UID and stack key are in each row's tooltip);
 3. **Open**: the stack is read through the reader's own layer building
    (:func:`napari_consign.io._reader.layer_data_tuples`, same geometry, warnings, display range)
-   and added to the viewer, which is kept in radiological display (:mod:`.orientation`).
+   and added to the viewer, kept in radiological display (:mod:`napari_consign.radiological`).
 4. **CT window**: soft tissue, bone, brain or lung presets for the active image layer.
 
 The table is sized so every column shows at its default size. Bad folders (missing, not a folder,
