@@ -33,6 +33,7 @@ from .errors import CLIError
 
 DEFAULT_METHODS = "crc,coat"
 SINGLE, PAIR = (700, 600), (700, 1200)  # screenshot sizes (height, width)
+WINDOW = (1366, 768)  # a common laptop screen: the dock must fit beside the canvas
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -195,12 +196,36 @@ def _calibration(widget, methods: list[str], bundles: Path | None) -> str:
     return "calibrated now on cases2d.npz (150 calibration cases)"
 
 
-def _wait(widget, app, timeout: float = 3600.0) -> None:
+class _Steps:
+    """Progress for people and logs: one line per stage and per status change of the run,
+    with the seconds since the demo started, on stderr (a terminal or a CI log alike)."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self._last = ""
+
+    def say(self, text: str) -> None:
+        text = text.strip()
+        if text and text != self._last:
+            self._last = text
+            print(
+                f"[demo {time.monotonic() - self.start:6.1f} s] {text}", file=sys.stderr, flush=True
+            )
+
+
+def _wait(widget, app, steps: _Steps, timeout: float = 3600.0) -> None:
     start = time.monotonic()
+    last_line = 0.0
     while widget.busy:
         app.processEvents()
         time.sleep(0.01)
-        if time.monotonic() - start > timeout:
+        now = time.monotonic()
+        if now - last_line > 2.0:  # at most one progress line every 2 s
+            bar = widget.progress
+            done = f" ({bar.value()}/{bar.maximum()})" if bar.maximum() > 1 else ""
+            steps.say(widget.status.text() + done)
+            last_line = now
+        if now - start > timeout:
             widget.cancel()
             raise CLIError("the demo run took too long and was cancelled")
     app.processEvents()
@@ -236,16 +261,18 @@ def _run(args: argparse.Namespace, methods: list[str]) -> int:
 
     from ..io import read_volume
     from ..ui.guarantee_text import guarantee
-    from ..ui.main_widget import ConsignWidget
 
     out = args.out
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    steps = _Steps()
+    steps.say("reading the demo scan")
     with tempfile.TemporaryDirectory(prefix="napari-consign-demo-") as tmp:
         full = read_volume(_prepare_scan(Path(tmp), None)[0])
         slices = _parse_slices(args.slices, full.array.shape[0])
         scan_path, mask_path = _prepare_scan(Path(tmp), slices)
         app = get_qapp()
+        steps.say("opening napari and the widget (Plugins > Conformal uncertainty)")
         viewer = napari.Viewer(show=True, title="napari-consign demo")
         try:
             [image] = viewer.open(str(scan_path), plugin="napari-consign")
@@ -254,9 +281,10 @@ def _run(args: argparse.Namespace, methods: list[str]) -> int:
             truth_kw["name"] = "demo lesions (ground truth)"
             truth = viewer.add_labels(mask.array.astype(np.uint8), opacity=0.4, **truth_kw)
             truth.visible = False
-            widget = ConsignWidget(viewer)
-            viewer.window.add_dock_widget(widget, name="Conformal uncertainty", area="right")
-            viewer.window.resize(1600, 1000)
+            _dock, widget = viewer.window.add_plugin_dock_widget(
+                "napari-consign", "Conformal uncertainty"
+            )
+            viewer.window.resize(*WINDOW)
             calibration = _calibration(widget, methods, args.bundles)
             widget.set_image(image)
             widget.set_truth(truth)
@@ -274,9 +302,13 @@ def _run(args: argparse.Namespace, methods: list[str]) -> int:
             widget.set_alpha(args.alpha)
             z = _focus_slice(viewer, image, mask.array)
             started = time.perf_counter()
+            steps.say(
+                f"running {', '.join(m.upper() for m in methods)} on {image.data.shape} voxels"
+            )
             if widget.run() is None:
                 raise CLIError(widget.status.text() or "the run was refused")
-            _wait(widget, app)
+            _wait(widget, app, steps)
+            steps.say(widget.status.text())
             took = time.perf_counter() - started
             analysis = widget.analysis(image)
             if analysis is None or not analysis.bands:
@@ -289,7 +321,8 @@ def _run(args: argparse.Namespace, methods: list[str]) -> int:
                 viewer.reset_view()
                 napari.run()
                 return 0
-            files = _screenshots(viewer, widget, image, truth, done, pair, out, app)
+            steps.say("screenshots")
+            files = _screenshots(viewer, widget, image, truth, done, pair, out, app, z)
             numbers = widget.numbers(image)
             report = {
                 "scan": str(scan_path.name),
@@ -315,6 +348,7 @@ def _run(args: argparse.Namespace, methods: list[str]) -> int:
             }
             metrics = out / "metrics.json"
             metrics.write_text(json.dumps(report, indent=2))
+            steps.say(f"done: {len(files)} screenshots and metrics.json in {out}")
             for f in [*files, metrics]:
                 print(f)
             return 0
@@ -330,10 +364,37 @@ def _plain(v):
         return v
 
 
-def _screenshots(viewer, widget, image, truth, done, pair, out: Path, app) -> list[Path]:
-    files = []
+def _caption(methods: list[str], alpha: float, z: int, legend: str) -> str:
+    names = " vs ".join(m.upper() for m in methods)
+    where = f"axial slice {z} (anterior up, patient left on the right)"
+    return f"{names} · α = {alpha:.2f} · {where}\n{legend}"
 
-    def shot(name: str, size: tuple[int, int]) -> None:
+
+def _legend_text(methods: list[str], disagreement: bool = False) -> str:
+    if disagreement:
+        a, b = (m.upper() for m in methods)
+        return (
+            f"cyan: {a} only · rose: {b} only · pear: both outer bands · white line: ground truth"
+        )
+    from ..ui.layers import METHOD_COLOUR_NAMES
+
+    parts = [f"{m.upper()}: {METHOD_COLOUR_NAMES.get(m, '')}" for m in methods]
+    return "; ".join(parts) + " · white line: ground truth"
+
+
+def _screenshots(viewer, widget, image, truth, done, pair, out: Path, app, z: int) -> list[Path]:
+    files = []
+    overlay = viewer.text_overlay
+    overlay.visible = True
+    overlay.font_size = 9
+    overlay.color = "white"
+    truth.visible = True  # the ground truth as a thin white outline
+    truth.contour = 1
+    truth.opacity = 1.0
+    truth.colormap = {0: "transparent", None: (1.0, 1.0, 1.0, 1.0)}
+
+    def shot(name: str, size: tuple[int, int], methods: list[str], disagreement=False) -> None:
+        overlay.text = _caption(methods, widget.alpha, z, _legend_text(methods, disagreement))
         viewer.reset_view()
         app.processEvents()
         path = out / name
@@ -344,17 +405,19 @@ def _screenshots(viewer, widget, image, truth, done, pair, out: Path, app) -> li
     for m in done:
         for other, layer in bands.items():
             layer.visible = other == m
-        shot(f"bands_{m}.png", SINGLE)
+        shot(f"bands_{m}.png", SINGLE, [m])
     for layer in bands.values():
         layer.visible = True
     if pair:
         widget.set_compare(True, *pair)
-        shot("compare.png", PAIR)
+        truth.visible = False  # the grid shows two panels; the caption names both methods
+        shot("compare.png", PAIR, list(pair))
         widget.set_compare(False)
+        truth.visible = True
         for layer in bands.values():
             layer.visible = False
         widget.set_disagreement(True, *pair)
-        shot("disagreement.png", SINGLE)
+        shot("disagreement.png", SINGLE, list(pair), disagreement=True)
         widget.set_disagreement(False)
         for layer in bands.values():
             layer.visible = True

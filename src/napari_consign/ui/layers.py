@@ -69,6 +69,14 @@ METHOD_COLOURS: dict[str, tuple[tuple, tuple]] = {
     "pixelwise": (WINE, TEAL),
 }
 DISAGREEMENT_COLOURS = {"A only": CYAN, "B only": ROSE, "both": PEAR}
+#: the colour pairs in words, for captions
+METHOD_COLOUR_NAMES = {
+    "crc": "blue inner, orange ring",
+    "coat": "green inner, pink ring",
+    "at": "sky-blue inner, vermillion ring",
+    "consign": "indigo inner, sand ring",
+    "pixelwise": "wine inner, teal ring",
+}
 
 RING, INNER = 1, 2
 A_ONLY, B_ONLY, BOTH = 1, 2, 3
