@@ -108,12 +108,13 @@ class Reduced:
         d: torch.Tensor,
         lo: torch.Tensor,
         hi: torch.Tensor,
-        n: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best of ``n + 1`` evenly spaced points of each line ``c + t d`` inside the box.
+        """The best point of each line ``c + t d`` inside the box, exactly.
 
-        ``c`` ``(b, S, K)``, ``d`` ``(K,)``, box ``lo``/``hi`` ``(b, K)``. Returns the best point
-        ``(b, S, K)`` and its score ``(b, S)`` (``-inf`` where the chord is a single point).
+        ``c`` ``(b, S, K)``, ``d`` ``(K,)``, box ``lo``/``hi`` ``(b, K)``. Each pixel's truth
+        label wins on an interval of ``t``; sorting the interval ends gives the score on every
+        piece of the chord. Returns the midpoint of the best piece ``(b, S, K)`` and its score
+        ``(b, S)`` (``-inf`` where the chord is a single point).
         """
         b, s = c.shape[:2]
         # chord of the box along d: t in [t0, t1]
@@ -126,7 +127,6 @@ class Reduced:
         t0 = torch.minimum(t0, torch.zeros_like(t0))  # c lies in the box, so t0 <= 0 <= t1
         t1 = torch.maximum(t1, torch.zeros_like(t1))
         width = t1 - t0
-        delta = torch.where(width > 0, width / n, 1.0)
         # per pixel, the interval of t where its truth label wins: sigma_y - sigma_l > 0
         z = self.margins(c)
         sig = torch.cat([torch.zeros_like(z[:, :, :1]), z], dim=2)  # (b, S, L, F)
@@ -147,21 +147,21 @@ class Reduced:
         )
         flat_ok = (e > 0) | ((e == 0) & later)
         empty = ((f == 0) & ~flat_ok).any(dim=2) | (lower >= upper)
-        # grid points t_j = t0 + j delta, j = 0..n; the label wins for j_lo <= j < j_hi
-        rel_lo = (lower - t0[..., None]) / delta[..., None]
-        rel_hi = (upper - t0[..., None]) / delta[..., None]
-        j_lo = (torch.floor(rel_lo) + 1).clamp(0, n + 1).to(torch.int64)
-        j_hi = torch.ceil(rel_hi).clamp(0, n + 1).to(torch.int64)
-        w = torch.where(empty, 0.0, self.weight[:, None, :].expand(b, s, -1))
-        rows = torch.arange(b * s, device=c.device).view(b, s, 1) * (n + 2)
-        bins = torch.bincount(
-            torch.cat([(rows + j_lo).reshape(-1), (rows + j_hi).reshape(-1)]),
-            weights=torch.cat([w.reshape(-1), -w.reshape(-1)]),
-            minlength=b * s * (n + 2),
-        ).view(b, s, n + 2)
-        scores = bins.cumsum(dim=2)[..., : n + 1] + self.base[:, None, None]
-        best, j = scores.max(dim=2)
-        t = t0 + j.to(c.dtype) * delta
+        # exact maximum along the line: sweep the interval ends in order (sentinels at t0, t1);
+        # between two consecutive distinct ends the score is constant
+        valid = ~empty & (self.weight[:, None, :] > 0)
+        start = torch.where(valid, torch.maximum(lower, t0[..., None]), t0[..., None])
+        end = torch.where(valid, torch.minimum(upper, t1[..., None]), t0[..., None])
+        w = torch.where(valid & (start < end), self.weight[:, None, :], 0.0)
+        pos = torch.cat([t0[..., None], start, end, t1[..., None]], dim=2)
+        zeros = torch.zeros_like(t0[..., None])
+        wts = torch.cat([zeros, w, -w, zeros], dim=2)
+        pos, order = pos.sort(dim=2)
+        level = wts.gather(2, order).cumsum(dim=2)[..., :-1] + self.base[:, None, None]
+        gap = pos[..., 1:] > pos[..., :-1]
+        level = torch.where(gap, level, -inf)
+        best, i = level.max(dim=2)
+        t = (pos.gather(2, i[..., None]) + pos.gather(2, i[..., None] + 1)).squeeze(2) / 2.0
         point = torch.clamp(c + t[..., None] * d, min=lo[:, None, :], max=hi[:, None, :])
         return point, torch.where(width > 0, best, -inf)
 

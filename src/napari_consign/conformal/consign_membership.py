@@ -57,7 +57,7 @@ class SearchSettings:
 
     :meth:`authors` gives the authors' medical settings (``"adam"``, 1,000 LHS points, 10
     starts). ``max_steps``, ``patience``, ``lr`` and ``temperature`` apply to ``"adam"``;
-    ``sweeps`` and ``line_points`` to ``"lines"``.
+    ``sweeps`` to ``"lines"``.
     """
 
     n_lhs: int = 64
@@ -73,8 +73,6 @@ class SearchSettings:
     strategy: str = "lines"
     #: coordinate-ascent sweeps (each scans the K axes and K oblique directions)
     sweeps: int = 8
-    #: scanned points per line are line_points + 1, evenly spaced across the box
-    line_points: int = 64
 
     def __post_init__(self) -> None:
         if self.n_lhs < 1 or self.n_starts < 1 or self.n_starts > self.n_lhs:
@@ -87,8 +85,8 @@ class SearchSettings:
             raise ConformalInputError(
                 f"unknown search strategy {self.strategy!r}; use lines or adam"
             )
-        if self.sweeps < 0 or self.line_points < 1:
-            raise ConformalInputError("sweeps >= 0 and line_points >= 1 are needed")
+        if self.sweeps < 0:
+            raise ConformalInputError("sweeps must be >= 0")
 
     @classmethod
     def authors(cls, **changes) -> SearchSettings:
@@ -318,6 +316,7 @@ class MembershipChecker:
         )
         frac = torch.cat([fixed.expand(b, -1, -1), self._lhs[torch.from_numpy(units).to(dev)]], 1)
         cands = lo[:, None, :] + frac * (hi - lo)[:, None, :]
+        cands = torch.clamp(cands, min=lo[:, None, :], max=hi[:, None, :])  # rounding at vertices
         if hints is not None:
             h = torch.from_numpy(hints).to(dev)
             h = torch.where(torch.isnan(h), (lo + hi) / 2.0, torch.clamp(h, min=lo, max=hi))
@@ -358,13 +357,15 @@ class MembershipChecker:
         for _ in range(s.sweeps):
             gained = torch.zeros(alive.numel(), dtype=torch.bool, device=self.device)
             for d in dirs:
-                point, best = red.line_scan(c, d, lo, hi, s.line_points)
-                moved = torch.where((best > cur)[..., None], point, c)
+                point, best = red.line_scan(c, d, lo, hi)
+                # move to the line's best point when it is at least as good: equal moves
+                # re-centre on a plateau; only strict gains keep a unit searching
+                moved = torch.where((best >= cur)[..., None], point, c)
                 new = red.score(moved)
-                accept = new > cur
+                accept = new >= cur
+                gained |= (new > cur).any(dim=1)
                 c = torch.where(accept[..., None], moved, c)
                 cur = torch.where(accept, new, cur)
-                gained |= accept.any(dim=1)
                 ok, wit = _first_passing(c, cur, self.beta)
                 if bool(ok.any()):
                     found[alive[ok]], witness[alive[ok]] = True, wit[ok]
