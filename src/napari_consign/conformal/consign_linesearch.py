@@ -75,8 +75,16 @@ def predict(z: torch.Tensor) -> torch.Tensor:
     return pred
 
 
+class BatchRows:
+    """Mixin for frozen dataclasses of per-unit tensors: :meth:`take` selects units."""
+
+    def take(self, index: torch.Tensor):
+        """The same tensors for the units ``index`` (first axis)."""
+        return type(self)(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
 @dataclass(frozen=True)
-class Reduced:
+class Reduced(BatchRows):
     """The flexible pixels of a batch of boxes (padded to the batch's largest count).
 
     ``mean`` ``(b, n_diff, F)`` and ``comps`` ``(b, K, n_diff, F)`` are the margins' mean and
@@ -89,9 +97,6 @@ class Reduced:
     labels: torch.Tensor
     weight: torch.Tensor
     base: torch.Tensor
-
-    def take(self, index: torch.Tensor) -> Reduced:
-        return Reduced(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
 
     def margins(self, c: torch.Tensor) -> torch.Tensor:
         """Margins ``(b, S, n_diff, F)`` at points ``c`` ``(b, S, K)``."""

@@ -34,6 +34,7 @@ from scipy.stats import qmc
 
 from .consign_decomposition import Decomposition
 from .consign_linesearch import (
+    BatchRows,
     Reduced,
     box_margins,
     may_win,
@@ -484,7 +485,7 @@ def _first_passing(
 
 
 @dataclass(frozen=True)
-class _Batch:
+class _Batch(BatchRows):
     """Per-unit tensors of one batch of units (float64 on the checker's device)."""
 
     mean: torch.Tensor
@@ -495,6 +496,3 @@ class _Batch:
     n_present: torch.Tensor
     soft_weight: torch.Tensor
     soft_const: torch.Tensor
-
-    def take(self, index: torch.Tensor) -> _Batch:
-        return _Batch(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
