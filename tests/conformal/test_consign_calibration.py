@@ -112,23 +112,42 @@ def small():
     return d["samples"], d["masks"]
 
 
-def test_order_statistic_matches_authors_loop_on_real_checks(small):
+def test_membership_is_monotone_in_lambda_and_the_order_statistic_exact(small):
+    """Member at lam implies member at every larger lam (checked directly on a fine grid), and
+    the authors' step-by-step loop over that membership gives exactly the order statistic."""
     samples, masks = small
     alpha = 0.2
     m = CONSIGN(MethodOptions(beta=0.8, k=2), search=FAST).fit(samples, masks)
-    coeffs, sing = m._coeffs, m._sing
-    q = np.quantile(coeffs, [alpha / 2, 1 - alpha / 2], axis=-1)
-    centre, rho = (q[0] + q[1]) / 2, sing * (q[1] - q[0]) / 2
+    lams = grid_values(np.arange(1, 301))
+    table = np.stack([m.member(alpha, lam) for lam in lams])  # (lambda, unit)
+    assert table.any() and not table.all()
+    assert (np.diff(table.astype(int), axis=0) >= 0).all()  # never member -> non-member
 
-    def check(units, lams):
-        half = lams[:, None] * rho[units]
-        return m._checker.check(units, centre[units] - half, centre[units] + half)
+    def member(units, lams):
+        return m.lambda_stars(alpha)[units] <= lams + 1e-12
 
-    ours = m.lambda_hat(alpha)
-    authors = authors_lambda_hat(check, m.n_used, alpha)
-    # each lambda_i* is a certified grid value, hence >= the loop's first success; equal (to
-    # the grid step) when the check is monotone in lambda
-    assert authors - 1e-12 <= ours <= authors + 0.01 + 1e-12, (ours, authors)
+    assert authors_lambda_hat(member, m.n_used, alpha) == m.lambda_hat(alpha)
+
+
+def test_every_lambda_star_has_a_witness_at_exactly_that_level(small):
+    """lambda_i* is the smallest grid box holding a witness the search found, and the witness
+    passes the hard beta-check computed independently in numpy."""
+    samples, masks = small
+    alpha, beta = 0.2, 0.8
+    m = CONSIGN(MethodOptions(beta=beta, k=2), search=FAST).fit(samples, masks)
+    stars, witnesses = m.witness_search(m._checker, m._coeffs, m._sing, alpha)
+    np.testing.assert_array_equal(stars, m.lambda_stars(alpha))
+    decomps = decompose_units(samples, 2, binary=True)
+    finite = np.flatnonzero(np.isfinite(stars))
+    assert finite.size > 20
+    for i in finite:
+        d, c = decomps[i], witnesses[i]
+        lo, hi = d.box(alpha, stars[i])
+        assert np.all((lo <= c) & (c <= hi))
+        if stars[i] > 0.01 + 1e-12:
+            lo, hi = d.box(alpha, stars[i] - 0.01)
+            assert not np.all((lo <= c) & (c <= hi))
+        assert beta_scores(masks[i], d.labels(c)) > beta
 
 
 def test_fit_on_a_streamed_decomposition_equals_fit_on_samples(small):

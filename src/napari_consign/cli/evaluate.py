@@ -45,12 +45,15 @@ TABLE_COLUMNS = (
     ("outer_area", "outer px", ".1f"),
     ("inner_area", "inner px", ".1f"),
 )
-#: Set metrics of CONSIGN and the pixel-wise baseline, shown when a method reports them.
+#: Set metrics of CONSIGN and the pixel-wise baseline, shown when a method reports them, then
+#: the calibrated lambda-hat and CONSIGN's calibration time (cost next to benefit).
 SET_COLUMNS = (
     ("set_coverage", "set coverage", ".4f"),
     ("sEC_100", "sEC (100)", ".4f"),
     ("chao1_100", "Chao1 (100)", ".1f"),
     ("corr_100", "corr (100)", ".3f"),
+    ("lambda_hat", "lambda-hat", ".3f"),
+    ("calibration_s", "calibration (s)", ".2f"),
 )
 
 

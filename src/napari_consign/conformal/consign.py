@@ -10,12 +10,17 @@ that are exchangeable and have a non-background label in the ground truth,
 
     P[Y_test in C_lambda_hat(X_test)] >= 1 - alpha,
 
-where membership is certified by the seeded multi-start search of :mod:`.consign_membership`
-(a certificate is a witness, so the true set is at least as large and keeps the guarantee).
-lambda-hat is the ``ceil((n+1)(1-alpha))``-th smallest per-image ``lambda_i*``
-(:mod:`.consign_calibration`). ``alpha`` enters twice (quantile levels and lambda-hat), so each
-``alpha`` has its own calibration and sets are not nested in alpha: :meth:`CONSIGN.bands`
-holds one mask pair per grid level and the slider snaps to the grid.
+where membership is certified by a witness: a coefficient vector in the box whose prediction
+passes the hard beta-check, found by the search of :mod:`.consign_membership` (so the true set is
+at least as large and keeps the guarantee). Each image's ``lambda_i*`` is the smallest grid
+lambda whose box holds a witness the search found; "member at lam" means ``lambda_i* <= lam``,
+monotone in lambda by construction, and lambda-hat is the ``ceil((n+1)(1-alpha))``-th smallest
+``lambda_i*`` (:mod:`.consign_calibration`), exact about that membership. Test images are
+judged by the same procedure (:meth:`CONSIGN.contains`).
+
+``alpha`` enters twice (quantile levels and lambda-hat), so each ``alpha`` has its own
+calibration and sets are not nested in alpha: :meth:`CONSIGN.bands` holds one mask pair
+per grid level and the slider snaps to the grid.
 
 The masks of :meth:`CONSIGN.bands` / :meth:`CONSIGN.predict_masks` are the **CONSIGN
 envelope** (union / intersection of the foreground over the box, :mod:`.consign_envelope`): a
@@ -24,6 +29,7 @@ visual summary, *not* a conformal set.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,6 +39,7 @@ from .consign_calibration import (
     LAMBDA_MAX,
     LAMBDA_STEP,
     LambdaMaxError,
+    WitnessLevels,
     lambda_hat_from_stars,
     order_statistic_rank,
     search_lambda_stars,
@@ -114,6 +121,8 @@ class CONSIGN:
         self._coeffs = np.zeros((0, 0, 0))
         self._sing = np.zeros((0, 0))
         self._stars: dict[float, np.ndarray] = {}
+        self._seconds: dict[float, float] = {}
+        self._fit_seconds = 0.0
 
     # -- calibration -----------------------------------------------------------------------
 
@@ -135,6 +144,7 @@ class CONSIGN:
         top-``K`` components of each image are kept. Everything alpha-specific is computed on
         first use and cached (:meth:`lambda_stars`).
         """
+        t0 = time.perf_counter()
         if isinstance(samples, DecompositionStack):
             stack = self._check_stack(samples)
             self._binary, self.n_classes = stack.binary, stack.n_classes
@@ -175,7 +185,8 @@ class CONSIGN:
         self._sing = np.array(stack.singular)
         # The checker holds the only copy of the float32 means and top-K components.
         self._checker = self._make_checker(stack.units(), masks[index], stream=0)
-        self._stars = {}
+        self._stars, self._seconds = {}, {}
+        self._fit_seconds = time.perf_counter() - t0
         return self
 
     def _check_stack(self, stack: DecompositionStack) -> DecompositionStack:
@@ -216,14 +227,34 @@ class CONSIGN:
         if key not in self._stars:
             checker = self._require_fit()
             order_statistic_rank(self.n_used, alpha)  # too few units: fail before searching
-            m, rho = box_centre_and_radius(self._coeffs, self._sing, alpha)
-
-            def check(units: np.ndarray, lams: np.ndarray) -> np.ndarray:
-                half = lams[:, None] * rho[units]
-                return checker.check(units, m[units] - half, m[units] + half)
-
-            self._stars[key] = search_lambda_stars(check, self.n_used, self.lam_step, self.lam_max)
+            t0 = time.perf_counter()
+            self._stars[key] = self._search_stars(checker, self._coeffs, self._sing, alpha)
+            self._seconds[key] = self._fit_seconds + time.perf_counter() - t0
         return self._stars[key]
+
+    def _search_stars(
+        self, checker: MembershipChecker, coeffs: np.ndarray, sing: np.ndarray, alpha: float
+    ) -> np.ndarray:
+        """Per-unit ``lambda_i*``: the smallest grid lambda whose box holds a found witness."""
+        return self.witness_search(checker, coeffs, sing, alpha)[0]
+
+    def witness_search(
+        self, checker: MembershipChecker, coeffs: np.ndarray, sing: np.ndarray, alpha: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(lambda_i*, witnesses (n, K))`` of the units of ``checker`` (NaN: none found)."""
+        m, rho = box_centre_and_radius(coeffs, sing, alpha)
+        check = WitnessLevels(checker.search, m, rho, self.lam_step)
+        stars = search_lambda_stars(check, len(checker), self.lam_step, self.lam_max)
+        return stars, check.witnesses
+
+    def member(self, alpha: float, lam: float | np.ndarray) -> np.ndarray:
+        """Calibration membership ``(n_used,)`` at ``lam``: ``lambda_i* <= lam``.
+
+        Monotone in ``lam`` by construction (a witness inside a box is inside every larger
+        one); this is the check the order statistic is exact about.
+        """
+        stars = self.lambda_stars(alpha)
+        return stars <= np.asarray(lam, dtype=np.float64) + 1e-12
 
     def lambda_hat(self, alpha: float) -> float:
         """The calibrated lambda at ``alpha``; raises :class:`LambdaMaxError` on failure."""
@@ -347,17 +378,27 @@ class CONSIGN:
         return out
 
     def _certify(self, decomps: list[Decomposition], masks: np.ndarray, alpha: float) -> np.ndarray:
+        """Test units' membership at lambda-hat by the calibration's own procedure.
+
+        Each test unit gets its ``lambda*`` from the same search as a calibration unit, and is
+        a member iff ``lambda* <= lambda-hat``: the exchangeable comparison of the guarantee.
+        """
         lam = self.lambda_hat(alpha)
         checker = self._make_checker(decomps, masks, stream=1)
-        boxes = [d.box(alpha, lam) for d in decomps]
-        lower, upper = np.stack([b[0] for b in boxes]), np.stack([b[1] for b in boxes])
-        return checker.check(np.arange(len(decomps)), lower, upper)
+        coeffs = np.stack([d.coefficients for d in decomps])
+        sing = np.stack([d.singular for d in decomps])
+        return self._search_stars(checker, coeffs, sing, alpha) <= lam + 1e-12
 
     def summary(self, alpha: float) -> dict[str, float]:
-        """lambda-hat and the fraction of calibration images certified by it."""
+        """lambda-hat, the fraction of calibration images certified by it, and the seconds
+        the calibration at ``alpha`` took (decomposition plus search; left out after loading)."""
         stars = self.lambda_stars(alpha)
         lam = self.lambda_hat(alpha)
-        return {"lambda_hat": lam, "cal_certified": float(np.mean(stars <= lam))}
+        out = {"lambda_hat": lam, "cal_certified": float(np.mean(stars <= lam))}
+        seconds = self._seconds.get(round(check_alpha(alpha), 12))
+        if seconds is not None:  # unknown for a CONSIGN loaded from a bundle
+            out["calibration_s"] = seconds
+        return out
 
     def test_metrics(self, test: SegmentationSet, alpha: float) -> dict[str, float]:
         """Set coverage by membership check, and sEC / Chao1 / mean correlation from samples."""
