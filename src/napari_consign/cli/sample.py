@@ -107,7 +107,7 @@ def _check_volume(arr, path: Path):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..cases import check_mask_values, check_same_grid
+    from ..cases import check_finite, check_mask_values, check_same_grid
     from ..models.loading import model_settings_id
     from ..safe_write import check_target, write_npz
 
@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     vol, geo = read_volume(Path(args.scan))
     vol = _check_volume(vol, Path(args.scan))
+    check_finite(vol, str(args.scan))
     masks = None
     if args.mask is not None:
         m, mgeo = read_volume(Path(args.mask))

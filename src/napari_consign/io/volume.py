@@ -29,7 +29,7 @@ from .errors import (
     UnsupportedImageError,
     sitk_reason,
 )
-from .formats import is_zarr, metaimage_missing_data, nifti_truncation
+from .formats import is_zarr, metaimage_missing_data, nifti1_header, nifti_truncation
 from .geometry import Geometry, Grid, layer_kwargs
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -141,8 +141,13 @@ def volume_from_image(
             GeometryWarning,
             stacklevel=2,
         )
+    array = sitk.GetArrayFromImage(loaded)
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:  # shown by the napari reader; the command line refuses such scans
+            notes = (*notes, f"{what}: {bad} voxel(s) are NaN or infinite.")
     return Volume(
-        array=sitk.GetArrayFromImage(loaded),
+        array=array,
         geometry=geometry,
         name=name,
         other_series=other_series,
@@ -150,9 +155,32 @@ def volume_from_image(
     )
 
 
+def nifti_spacing_problem(path: str | os.PathLike) -> str | None:
+    """None if a NIfTI-1 file's voxel sizes (pixdim) are positive numbers, else the problem.
+
+    ITK silently reads a pixdim of 0 or NaN as 1 mm, which would make every volume in mL wrong.
+    """
+    import struct
+
+    found = nifti1_header(path)
+    if found is None:
+        return None
+    order, head = found
+    ndim = max(1, min(struct.unpack(order + "h", head[40:42])[0], 3))
+    pixdim = struct.unpack(order + "8f", head[76:108])[1 : 1 + ndim]
+    bad = [f"{'xyz'[i]} = {v:g}" for i, v in enumerate(pixdim) if not (np.isfinite(v) and v > 0)]
+    return f"voxel size (pixdim) {', '.join(bad)} mm" if bad else None
+
+
 def _read_file(path: Path, frame: int | None) -> Any:
     import SimpleITK as sitk
 
+    spacing = nifti_spacing_problem(path)
+    if spacing:
+        raise UnreadableImageError(
+            f"{path} has an invalid {spacing}; volumes and positions would be wrong.",
+            "Fix the header (e.g. nibabel: img.header.set_zooms(...)) or re-export the scan.",
+        )
     truncated = nifti_truncation(path)
     if truncated:
         raise UnreadableImageError(
@@ -280,6 +308,10 @@ def _read_volume(path: Any, *, series_uid: str | None, frame: int | None) -> Vol
     p = Path(path)
     if not p.exists():
         raise UnreadableImageError(f"No such file or folder: {p}.", "Check the path.")
+    if not p.is_dir() and not p.is_file():  # never open a FIFO or device: it could block
+        raise UnreadableImageError(
+            f"{p} is not a regular file (a FIFO, socket or device).", "Give a scan file."
+        )
     if p.is_dir():
         return _read_folder(p, series_uid)
     if p.suffix.lower() in (".dcm", ".dicom") or dicom.is_dicom_file(p):
