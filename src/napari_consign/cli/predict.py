@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CLIError
+from .errors import CLIError, model_failures
 from .options import check_device, nonnegative_int, parse_alphas, positive_int
 
 
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             result = an.run_to_completion(
                 an.run_analysis(volume.array, spec, calibration, names), show
             )
-        except (RuntimeError, IndexError) as exc:  # a user model failing on the real slices
+        except model_failures() as exc:  # a user model failing on the real slices
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise CLIError(
                 f"the model failed on {args.scan} ({type(exc).__name__}: {first})"
@@ -166,18 +166,21 @@ def run(args: argparse.Namespace) -> int:
         "notes": notes,
         "bands": [],
     }
-    served_files = []
+    served_files, planned_paths = [], set()
     for name in names:
         levels = result.bands[name].alphas
         for alpha in alphas:
             served, note = serve_alpha(levels, alpha, args.allow_weaker, name)
             path = _band_path(args.out, stem, name, served)
-            check_target(path, "bands", inputs=inputs, overwrite=args.overwrite)
-            served_files.append((name, alpha, served, note, path))
-    for name, alpha, served, note, path in served_files:
+            if path not in planned_paths:
+                check_target(path, "bands", inputs=inputs, overwrite=args.overwrite)
+            served_files.append((name, alpha, served, note, path, path not in planned_paths))
+            planned_paths.add(path)
+    for name, alpha, served, note, path, first in served_files:
         labels = result.bands[name].labels(served)
-        write_nifti(path, labels, volume.geometry, overwrite=args.overwrite, kind="bands",
-                    inputs=inputs)  # fmt: skip
+        if first:  # two alphas served at one level share one file
+            write_nifti(path, labels, volume.geometry, overwrite=args.overwrite, kind="bands",
+                        inputs=inputs)  # fmt: skip
         numbers = state.numbers(name, served)
         numbers["alpha_used"] = numbers.pop("alpha")  # the bands' grid level
         row = {"method": name, "alpha": alpha, "file": str(path), **numbers}

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CLIError
+from .errors import CLIError, model_failures
 from .options import nonnegative_int, positive_int
 
 
@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     from ..safe_write import check_target, write_npz
 
     out = Path(args.out)
-    models = [Path(p) for p in (args.model or [])]
-    inputs = [Path(args.scan), *models, *(p.with_suffix(".json") for p in models)]
+    model_paths = [Path(p) for p in (args.model or [])]
+    inputs = [Path(args.scan), *model_paths, *(p.with_suffix(".json") for p in model_paths)]
     if args.mask is not None:
         inputs.append(Path(args.mask))
     if out.suffix != ".npz":
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = sampler.run(vol, [keep], progress=report)
-    except (RuntimeError, IndexError) as exc:  # a user model failing on the real slices
+    except model_failures() as exc:  # a user model failing on the real slices
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CLIError(f"the model failed on {args.scan} ({type(exc).__name__}: {first})") from None
     bad = int(np.count_nonzero(~np.isfinite(result["samples"])))
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         "origin": np.asarray(geo["origin"], np.float64),
         "direction": np.asarray(geo["direction"], np.float64),
         "model_identity": np.array(sampler.identity),
-        "model_settings": np.array(model_settings_id(models)),
+        "model_settings": np.array(model_settings_id(model_paths)),
         "mode": np.array(mode),
         "seed": np.array(args.seed),
     }

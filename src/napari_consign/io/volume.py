@@ -172,6 +172,38 @@ def nifti_spacing_problem(path: str | os.PathLike) -> str | None:
     return f"voxel size (pixdim) {', '.join(bad)} mm" if bad else None
 
 
+_FLOAT_DATATYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
+
+
+def nifti_nonfinite(path: str | os.PathLike, chunk: int = 1 << 24) -> int:
+    """Number of NaN or infinite voxels of a float NIfTI-1 file (0 for other files).
+
+    ITK's NIfTI reader silently turns them into 0, so they are counted in the raw data,
+    streamed in chunks of ``chunk`` bytes.
+    """
+    import gzip
+    import struct
+
+    found = nifti1_header(path)
+    if found is None or found[1][344:348] != b"n+1\x00":
+        return 0
+    order, head = found
+    dtype = _FLOAT_DATATYPES.get(struct.unpack(order + "h", head[70:72])[0])
+    if dtype is None:
+        return 0
+    offset = int(struct.unpack(order + "f", head[108:112])[0])
+    item = np.dtype(order + dtype)
+    bad = 0
+    p = Path(path)
+    with gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb") as f:
+        f.read(offset)
+        step = chunk - chunk % item.itemsize
+        while block := f.read(step):
+            usable = len(block) - len(block) % item.itemsize
+            bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], item))))
+    return bad
+
+
 def _read_file(path: Path, frame: int | None) -> Any:
     import SimpleITK as sitk
 
@@ -180,6 +212,12 @@ def _read_file(path: Path, frame: int | None) -> Any:
         raise UnreadableImageError(
             f"{path} has an invalid {spacing}; volumes and positions would be wrong.",
             "Fix the header (e.g. nibabel: img.header.set_zooms(...)) or re-export the scan.",
+        )
+    nonfinite = nifti_nonfinite(path)
+    if nonfinite:
+        raise UnreadableImageError(
+            f"{path} has {nonfinite} NaN or infinite voxel(s), which would silently read as 0.",
+            "Replace them (e.g. with the background value) and save the scan again.",
         )
     truncated = nifti_truncation(path)
     if truncated:
