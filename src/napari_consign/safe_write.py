@@ -170,7 +170,8 @@ def check_target(
     for source in inputs:
         if os.path.lexists(p) and os.path.exists(source) and _same(p, Path(source)):
             raise OutputError(
-                f"{p} is an input of this run; this program never overwrites its inputs.",
+                f"{p} is an input of this run: inputs are never overwritten (not even with "
+                "--overwrite).",
                 "Choose another output name.",
             )
     parent = p.parent

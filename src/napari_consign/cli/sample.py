@@ -107,7 +107,7 @@ def _check_volume(arr, path: Path):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..cases import check_finite, check_mask_values, check_same_grid
+    from ..cases import CasesError, check_finite, check_mask_values, check_same_grid
     from ..models.loading import model_settings_id
     from ..safe_write import check_target, write_npz
 
@@ -116,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
     inputs = [Path(args.scan), *model_paths, *(p.with_suffix(".json") for p in model_paths)]
     if args.mask is not None:
         inputs.append(Path(args.mask))
-    if out.suffix != ".npz":
-        raise CLIError(f"--out {out}: the output file must end in .npz")
     if not out.parent.exists():
         raise CLIError(f"--out {out}: folder {out.parent} does not exist")
     check_target(out, "samples", inputs=inputs, overwrite=args.overwrite)
+    if out.suffix != ".npz":
+        raise CLIError(f"--out {out}: the output file must end in .npz")
 
     vol, geo = read_volume(Path(args.scan))
     vol = _check_volume(vol, Path(args.scan))
@@ -129,10 +129,11 @@ def run(args: argparse.Namespace) -> int:
     if args.mask is not None:
         m, mgeo = read_volume(Path(args.mask))
         m = _check_volume(m, Path(args.mask))
-        check_same_grid(
-            (vol.shape, geo), (m.shape, mgeo), f"--mask {args.mask}", f"the scan {args.scan}"
-        )
-        check_mask_values(m, f"--mask {args.mask}")
+        try:
+            check_same_grid((vol.shape, geo), (m.shape, mgeo), f"--mask {args.mask}", "the scan's")
+            check_mask_values(m, f"--mask {args.mask}")
+        except CasesError as exc:
+            raise CLIError(str(exc)) from None
         masks = (m != 0).astype(np.uint8)
 
     from ..models.device import DeviceError
