@@ -4,13 +4,25 @@ A bundle is one ``.npz`` file read with ``allow_pickle=False`` (it can never run
 header (format version, method, model identity, the method's state) and plain numeric arrays
 (e.g. a threshold predictor's weights). Loading checks the model identity, so a bundle fitted
 for one segmentation model is never applied to another's outputs.
+
+Every bundle written here carries a content checksum (sha256 of its header and arrays) and
+``extra`` records how the calibration scores were made (sampling mode, N_s, the model's
+settings id, see :func:`napari_consign.models.loading.model_settings_id`). Loading validates
+every field's type, range and consistency (:func:`validate_bundle`): thresholds NaN or out of
+range, tables not monotone in alpha (inner and outer swapped), non-finite predictor weights,
+``n_used`` inconsistent with the stored levels, empty tables and a header that is not a JSON
+object are refused with one line naming the field. :func:`serve_alpha` maps a requested alpha
+to the level a bundle serves, never silently a weaker one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import math
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +62,29 @@ def save_bundle(
         "extra": extra or {},
     }
     arrays = method.state_arrays() if hasattr(method, "state_arrays") else {}
-    payload = {_ARRAY_PREFIX + k: np.asarray(v) for k, v in arrays.items()}
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    header["checksum"] = content_checksum(header, arrays)
+    validate_bundle(header, arrays, path)  # never write what load would refuse
+    payload = {_ARRAY_PREFIX + k: v for k, v in arrays.items()}
     payload[_HEADER] = np.array(json.dumps(header))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(tmp, **payload)
-    tmp.replace(path)
+    from .safe_write import check_target, write_npz
+
+    check_target(path, "bundle", overwrite=overwrite, flag="overwrite=True (--overwrite)")
+    write_npz(path, payload, replace=overwrite)
     return path
+
+
+def content_checksum(header: dict, arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of a bundle's header (without its checksum) and arrays (names, types, bytes)."""
+    h = hashlib.sha256()
+    body = {k: v for k, v in header.items() if k != "checksum"}
+    h.update(json.dumps(body, sort_keys=True).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def read_bundle_header(path: str | Path) -> dict:
@@ -89,14 +117,23 @@ def load_bundle(path: str | Path, model_id: str | None = None) -> Any:
 def _read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise BundleError(f"{path} is not a regular file (a folder or FIFO?)")
         raise BundleError(f"{path}: no such calibration bundle")
     if not zipfile.is_zipfile(path):
         raise BundleError(f"{path} is not a napari-consign calibration bundle (not an NPZ)")
+    from .npz_contract import check_npz_members
+
+    check_npz_members(path, BundleError)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if _HEADER not in npz.files:
                 raise BundleError(f"{path} is an NPZ but not a napari-consign calibration bundle")
             header = json.loads(str(npz[_HEADER]))
+            if not isinstance(header, dict):
+                raise BundleError(
+                    f"{path}: the bundle header is a {type(header).__name__}, not a JSON object"
+                )
             arrays = {
                 k[len(_ARRAY_PREFIX) :]: npz[k] for k in npz.files if k.startswith(_ARRAY_PREFIX)
             }
@@ -111,4 +148,229 @@ def _read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         )
     if header.get("method") not in METHODS:
         raise BundleError(f"{path} holds unknown method {header.get('method')!r}")
+    validate_bundle(header, arrays, path)
     return header, arrays
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _numbers(values: Any, what: str, path: Any, lo: float = -math.inf, hi: float = math.inf,
+             allow_inf: bool = False) -> np.ndarray:  # fmt: skip
+    """``values`` as a float array, each in [lo, hi] (or +-inf when ``allow_inf``)."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BundleError(f"{path}: {what} must be numbers") from None
+    if np.isnan(a).any():
+        raise BundleError(f"{path}: {what} holds NaN")
+    finite = np.isfinite(a)
+    if not allow_inf and not finite.all():
+        raise BundleError(f"{path}: {what} holds infinite values")
+    if ((a[finite] < lo) | (a[finite] > hi)).any():
+        raise BundleError(f"{path}: {what} must lie in [{lo:g}, {hi:g}]")
+    return a
+
+
+def _count(state: dict, key: str, path: Any, least: int) -> int:
+    v = state.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < least:
+        raise BundleError(f"{path}: {key} must be an integer >= {least}, not {v!r}")
+    return v
+
+
+def _alpha_rows(rows: Any, width: int, what: str, path: Any, n_used: int) -> np.ndarray:
+    """A non-empty table of ``[alpha, ...]`` rows: alphas increasing, feasible for n_used."""
+    if not isinstance(rows, list) or not rows:
+        raise BundleError(f"{path}: the {what} table is empty; recalibrate")
+    if any(not isinstance(r, list) or len(r) != width for r in rows):
+        raise BundleError(f"{path}: every {what} row must hold {width} numbers")
+    table = _numbers(rows, f"the {what} table", path, allow_inf=True)
+    _check_alphas(table[:, 0], what, path, n_used)
+    return table
+
+
+def _check_alphas(alphas: np.ndarray, what: str, path: Any, n_used: int) -> None:
+    from .conformal.crc_rule import min_feasible_alpha
+
+    if not np.isfinite(alphas).all() or (alphas <= 0).any() or (alphas >= 1).any():
+        raise BundleError(f"{path}: the {what} alphas must lie in (0, 1)")
+    if (np.diff(alphas) <= 0).any():
+        raise BundleError(f"{path}: the {what} alphas must increase")
+    lowest = min_feasible_alpha(n_used)
+    if alphas.size and alphas.min() < lowest - 1e-12:
+        raise BundleError(
+            f"{path}: n_used = {n_used} supports alpha >= {lowest:.4g}, but the {what} table "
+            f"starts at {alphas.min():g}; the bundle is inconsistent (edited?): recalibrate"
+        )
+
+
+def _monotone(values: np.ndarray, rising: bool, what: str, path: Any) -> None:
+    step = np.diff(values)
+    if (step < -1e-9 if rising else step > 1e-9).any():
+        direction = "grow" if rising else "shrink"
+        raise BundleError(
+            f"{path}: {what} must {direction} with alpha (inner and outer swapped or edited?)"
+        )
+
+
+def validate_bundle(header: dict, arrays: dict[str, np.ndarray], path: Any = "bundle") -> None:
+    """Raise :class:`BundleError` naming the first field out of range or inconsistent."""
+    stored = header.get("checksum")
+    if stored is not None and stored != content_checksum(header, arrays):
+        raise BundleError(
+            f"{path}: the contents do not match the bundle's checksum (edited or damaged); "
+            "recalibrate or restore the file"
+        )
+    if not isinstance(header.get("model_id"), str) or not header["model_id"]:
+        raise BundleError(f"{path}: the bundle records no model identity")
+    if not isinstance(header.get("extra", {}), dict):
+        raise BundleError(f"{path}: the bundle's 'extra' field is not a JSON object")
+    state = header.get("state")
+    if not isinstance(state, dict):
+        raise BundleError(f"{path}: the bundle's state is not a JSON object")
+    n_used = _count(state, "n_used", path, 1)
+    _count(state, "n_empty", path, 0)
+    method = header["method"]
+    if method == "crc":
+        table = _alpha_rows(state.get("table"), 3, "threshold", path, n_used)
+        _numbers(table[:, 1], "the outer thresholds", path, 0.0, 1.0)
+        _numbers(table[:, 2], "the inner thresholds", path, 0.0, 1.0 + 1e-6)
+        _monotone(table[:, 1], True, "the outer thresholds", path)
+        _monotone(table[:, 2], False, "the inner thresholds", path)
+    elif method in ("at", "coat"):
+        table = _alpha_rows(state.get("shifts"), 3, "shift", path, n_used)
+        if np.isposinf(table[:, 1:]).any():
+            raise BundleError(f"{path}: the shift table holds +inf")
+        if not isinstance(state.get("config"), dict):
+            raise BundleError(f"{path}: the predictor configuration is missing")
+        if not arrays:
+            raise BundleError(f"{path}: the threshold predictor's weights are missing")
+        for name, a in arrays.items():
+            if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+                raise BundleError(f"{path}: predictor weights {name!r} are not finite numbers")
+    elif method in ("consign", "pixelwise"):
+        _numbers(state.get("beta"), "beta", path, 1e-12, 1.0)
+        stars = state.get("lambda_stars")
+        tables = stars.values() if isinstance(stars, dict) else [stars]
+        if method == "consign":
+            if not isinstance(stars, dict):
+                raise BundleError(f"{path}: lambda_stars must map alphas to lists")
+            _count(state, "k", path, 1)
+            _numbers(state.get("lam_step"), "lam_step", path, 1e-12)
+            _numbers(state.get("lam_max"), "lam_max", path, 1e-12)
+            levels = _numbers([float(a) for a in stars], "the CONSIGN alphas", path)
+            _check_alphas(np.sort(levels), "CONSIGN", path, n_used)
+        for t in tables:
+            values = _numbers(t, "lambda_stars", path, 0.0, allow_inf=True)
+            if values.ndim != 1 or values.size != n_used:
+                raise BundleError(
+                    f"{path}: lambda_stars holds {values.size} values but n_used is {n_used}; "
+                    "the bundle is inconsistent (edited?): recalibrate"
+                )
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def bundle_levels(header: dict) -> list[float]:
+    """The alpha levels a (validated) bundle serves bands at, ascending."""
+    from .conformal.bands import feasible_alphas
+
+    state, method = header["state"], header["method"]
+    if method == "crc":
+        return [float(r[0]) for r in state["table"]]
+    if method in ("at", "coat"):
+        return [float(r[0]) for r in state["shifts"]]
+    if method == "consign":
+        return sorted(float(a) for a in state["lambda_stars"])
+    return [float(a) for a in feasible_alphas(int(state["n_used"]))]
+
+
+def serve_alpha(
+    levels: Sequence[float],
+    alpha: float,
+    allow_weaker: bool = False,
+    what: Any = "",
+    header: dict | None = None,
+) -> tuple[float, str]:
+    """The level that serves a request for ``alpha``, and a note ("" when it is ``alpha``).
+
+    ``levels``: the served levels (``header``: the bundle's, for the message). The served
+    level is the largest one not above ``alpha`` (its guarantee is at least as strong; the
+    note says so). When every level lies above ``alpha`` the guarantee would be weaker than
+    asked: :class:`BundleError`, unless ``allow_weaker``, which serves the smallest level and
+    says so in the note.
+    """
+    n_used = (header or {}).get("state", {}).get("n_used")
+    grid = np.sort(np.asarray(levels, dtype=np.float64))
+    if grid.size == 0:
+        raise BundleError(f"{what}: no calibrated alpha level to serve")
+    exact = np.flatnonzero(np.abs(grid - alpha) <= 1e-9)
+    if exact.size:
+        return float(grid[exact[0]]), ""
+    below = grid[grid < alpha]
+    if below.size:
+        served = float(below[-1])
+        return served, (
+            f"alpha {alpha:g} is not a calibrated level: served at {served:g}, a stronger "
+            "guarantee (larger bands) than asked"
+        )
+    served = float(grid[0])
+    if allow_weaker:
+        return served, (
+            f"alpha {alpha:g} lies below every calibrated level: served at {served:g}, a WEAKER "
+            "guarantee than asked (--allow-weaker)"
+        )
+    floor = ""
+    if n_used:
+        from .conformal.crc_rule import min_feasible_alpha
+
+        floor = f"; {n_used} calibration units support alpha >= {min_feasible_alpha(n_used):.4g}"
+    raise BundleError(
+        f"{what}: alpha {alpha:g} lies below the smallest level it serves ({served:g}{floor}); "
+        f"serving {served:g} would give a weaker guarantee than asked. Ask for alpha >= "
+        f"{served:g}, calibrate on more units, or pass --allow-weaker"
+    )
+
+
+def check_sampling(
+    header: dict, path: Any, *, mode: str, n_samples: int, settings: str
+) -> list[str]:
+    """Refuse a bundle whose scores were made differently from this run's; returns notes.
+
+    Compared with what the bundle's ``extra`` records: the sampling mode, N_s (not for
+    ensembles: one sample per member) and the model settings id (normalisation, output
+    interpretation, architecture; :func:`~napari_consign.models.loading.model_settings_id`).
+    A bundle that records no settings id is taken to use the bundled model's when made for
+    its weights; otherwise a note says the settings were not checked.
+    """
+    from .models.loading import builtin_identity, model_settings_id
+
+    extra = header.get("extra", {})
+    notes: list[str] = []
+    made = extra.get("mode")
+    if made is not None and made != mode:
+        raise BundleError(
+            f"{path} was calibrated with sampling mode {made!r}, not {mode!r}: its thresholds "
+            f"do not fit these scores; use --mode {made} or calibrate this mode"
+        )
+    made_n = extra.get("n_samples")
+    if mode != "ensemble" and made_n is not None and int(made_n) != int(n_samples):
+        raise BundleError(
+            f"{path} was calibrated at N_s = {made_n} samples per slice, not {n_samples}: the "
+            f"mean of another number of samples has another distribution; use --n-samples "
+            f"{made_n} or calibrate at {n_samples}"
+        )
+    recorded = extra.get("model_settings")
+    if recorded is None and header.get("model_id") == builtin_identity():
+        recorded = model_settings_id(())
+    if recorded is None:
+        notes.append(f"{path} records no model settings (normalisation, output); not checked")
+    elif recorded != settings:
+        raise BundleError(
+            f"{path} was calibrated with other model settings (normalisation, output "
+            "interpretation or architecture in the model's .json sidecar) than this model's; "
+            "keep the sidecar that was used, or calibrate again"
+        )
+    return notes

@@ -118,6 +118,61 @@ def find_case_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _grid(volume: Any) -> dict:
+    g = volume.geometry
+    return {"spacing": g.spacing, "origin": g.origin, "direction": g.direction}
+
+
+def check_same_grid(image: tuple, mask: tuple, what: str, against: str) -> None:
+    """Refuse a mask whose voxel grid (shape, spacing, origin, direction) is not its image's.
+
+    ``image`` and ``mask`` are ``(shape, {"spacing", "origin", "direction"})`` (SimpleITK
+    order); spacings agree to 0.1 %, origins to 1 % of a voxel, directions to 1e-4.
+    """
+    (shape_i, gi), (shape_m, gm) = image, mask
+    if tuple(shape_i) != tuple(shape_m):
+        raise CasesError(
+            f"{what}: shape {tuple(shape_m)} (z, y, x) differs from {against} {tuple(shape_i)}; "
+            "a mask must lie on its image's voxel grid"
+        )
+    spacing = np.asarray(gi["spacing"], float)
+    for key, close in (
+        ("spacing", np.allclose(gm["spacing"], spacing, rtol=1e-3, atol=0)),
+        ("origin", np.allclose(gm["origin"], gi["origin"], rtol=0, atol=0.01 * spacing.min())),
+        ("direction", np.allclose(gm["direction"], gi["direction"], rtol=0, atol=1e-4)),
+    ):
+        if not close:
+            mine = ", ".join(f"{v:g}" for v in gm[key])
+            theirs = ", ".join(f"{v:g}" for v in gi[key])
+            raise CasesError(
+                f"{what}: {key} ({mine}) differs from {against} ({theirs}); a mask must lie on "
+                "its image's voxel grid (resample it first)"
+            )
+
+
+def check_mask_values(array: np.ndarray, what: str) -> None:
+    """Refuse a mask holding NaN or non-integer values (e.g. probabilities, 0.3)."""
+    a = np.asarray(array)
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise CasesError(f"{what}: the mask holds NaN or infinite values")
+        frac = a[a != np.round(a)]
+        if frac.size:
+            raise CasesError(
+                f"{what}: the mask holds non-integer values (e.g. {float(frac[0]):g}); a mask "
+                "holds labels 0 (background) and 1 (structure), not probabilities"
+            )
+
+
+def check_finite(array: np.ndarray, what: str) -> None:
+    """Refuse a scan with NaN or infinite voxels (a model would read them as 0 or fail)."""
+    a = np.asarray(array)
+    if np.issubdtype(a.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        if bad:
+            raise CasesError(f"{what}: {bad} NaN or infinite voxel(s); fix or mask them first")
+
+
 def read_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """The slices with structure of one scan: ``(images, masks, n_empty_slices)``.
 
@@ -127,11 +182,14 @@ def read_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray, int]:
     from .io import read_volume
 
     vi, vm = read_volume(image), read_volume(mask)
-    if vi.array.shape != vm.array.shape:
-        raise CasesError(
-            f"{mask.name}: shape {vm.array.shape} (z, y, x) differs from its image {image.name} "
-            f"{vi.array.shape}; a mask must lie on its image's voxel grid"
-        )
+    check_same_grid(
+        (vi.array.shape, _grid(vi)),
+        (vm.array.shape, _grid(vm)),
+        mask.name,
+        f"its image {image.name}",
+    )
+    check_mask_values(vm.array, mask.name)
+    check_finite(vi.array, image.name)
     masks = (vm.array != 0).astype(np.uint8)
     keep = np.flatnonzero(masks.any(axis=(1, 2)))
     return vi.array[keep].astype(np.float32), masks[keep], int(masks.shape[0] - keep.size)

@@ -67,6 +67,37 @@ def map_jobs(
             return client.gather(futures)
 
 
+#: Seconds to reach a Dask scheduler before giving up (a silent listener never answers).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _connect(client_type: Any, address: str, timeout: float) -> Any:
+    """A Client on ``address``, or :class:`TimeoutError` after ``timeout`` seconds.
+
+    ``Client(address, timeout=...)`` can wait forever for the handshake of a listener that is
+    not a Dask scheduler (a silent socket, an HTTP server); the connection is therefore made in
+    a daemon thread and abandoned after the deadline.
+    """
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_type(address, timeout=f"{timeout:g}s")
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=connect, name="dask-connect", daemon=True)
+    worker.start()
+    worker.join(timeout + 5.0)
+    if worker.is_alive():
+        raise TimeoutError(f"no Dask scheduler answered within {timeout:g} s (is it one?)")
+    if "error" in box:
+        raise box["error"]
+    return box["client"]
+
+
 class _client:
     """Context manager: a Client on a new LocalCluster or on ``scheduler``."""
 
@@ -83,7 +114,7 @@ class _client:
             ) from None
         try:
             if self.scheduler is not None:
-                self.client = Client(self.scheduler, timeout="10s")
+                self.client = _connect(Client, self.scheduler, CONNECT_TIMEOUT_S)
             else:
                 self.cluster = LocalCluster(
                     n_workers=self.workers,

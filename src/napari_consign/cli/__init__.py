@@ -62,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return int(args.run(args) or 0)
+    except (OSError, MemoryError) as exc:  # a folder, disk or memory problem: not a bug
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"napari-consign {args.command}: error: {reason}{where}", file=sys.stderr)
+        return 2
     except Exception as exc:
         if not isinstance(exc, _input_error_types()):
             raise

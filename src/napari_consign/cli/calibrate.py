@@ -27,6 +27,7 @@ from .options import (
     add_method_arguments,
     add_scale_out_arguments,
     method_options,
+    nonnegative_int,
     parse_methods,
 )
 from .scans import add_sampling_arguments, sample_folders, say
@@ -55,7 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_sampling_arguments(p)
     p.add_argument("--model-id", help="--samples only: model identity if the NPZ lacks one")
-    p.add_argument("--seed", type=int, default=0, help="sampling, split and training seed")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="sampling, split and training seed"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing bundles")
     add_method_arguments(p)
     add_scale_out_arguments(p)
@@ -75,42 +78,67 @@ def _train_cal_order(n: int, fraction: float, seed: int, what: str) -> tuple[lis
 
 
 def _from_npz(args, needs_training: bool):
+    """``(train, cal, identity, how)`` from ``--samples``; ``how``: what the NPZ records of
+    its sampling (mode, N_s, model settings id) for the bundle's ``extra``."""
     from ..npz_contract import load_segmentation_set
 
     data = load_segmentation_set(args.samples)
     with np.load(args.samples, allow_pickle=False) as z:
-        stored = str(z["model_identity"]) if "model_identity" in z.files else None
-    identity = stored or args.model_id
+        recorded = {
+            k: str(z[k]) for k in ("model_identity", "model_settings", "mode") if k in z.files
+        }
+    identity = recorded.get("model_identity") or args.model_id
     if identity is None:
         raise CLIError(
             f"{args.samples} records no model_identity; pass --model-id (the model's sha256)"
         )
+    how = {"n_samples": None if data.samples is None else int(data.samples.shape[1])}
+    if "mode" in recorded:
+        how["mode"] = recorded["mode"]
+    if "model_settings" in recorded:
+        how["model_settings"] = recorded["model_settings"]
     if not needs_training:
-        return None, data, identity
+        return None, data, identity, how
     train, cal = _train_cal_order(len(data), args.train_fraction, args.seed, "units")
-    return data.subset(np.array(train)), data.subset(np.array(cal)), identity
+    return data.subset(np.array(train)), data.subset(np.array(cal)), identity, how
 
 
 def run(args: argparse.Namespace) -> int:
     from ..calibration import save_bundle
     from ..cases import stack_sets
+    from ..models.loading import model_settings_id
     from ..pipeline import fit_methods
+    from ..safe_write import check_target
 
     names = parse_methods(args.methods)
     options = method_options(args)
     # instantiating checks every method's settings before any scan is sampled
     needs_training = any(make_method(m, options).needs_training for m in names)
     targets = [args.out / f"{m}.npz" for m in names]
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out} is a file; give a folder")
     existing = [t.name for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise CLIError(f"{args.out} already holds {', '.join(existing)}; pass --overwrite")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create --out {args.out}: {exc.strerror}") from None
+    inputs = [args.samples] if args.samples is not None else []
+    for t in targets:  # before any work: never an input, a scan or another file
+        check_target(t, "bundle", inputs=inputs, overwrite=args.overwrite)
     if not 0.0 < args.train_fraction < 1.0:
         raise CLIError(f"--train-fraction must lie in (0, 1), got {args.train_fraction}")
     if args.samples is not None:
         if not args.samples.is_file():
             raise CLIError(f"{args.samples}: no such file")
-        train, cal, identity = _from_npz(args, needs_training)
+        train, cal, identity, how = _from_npz(args, needs_training)
     else:
+        how = {
+            "n_samples": args.n_samples,
+            "mode": "ensemble" if len(args.model or ()) > 1 else args.mode,
+            "model_settings": model_settings_id(args.model or ()),
+        }
         keep = "consign" in names or "pixelwise" in names or args.use_variance
         folders = [args.cases] + ([args.train] if args.train and needs_training else [])
         groups, identity = sample_folders(args, folders, keep, options.device)
@@ -134,16 +162,16 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(len(names), "calibrating", args.quiet) as bar:
         fitted = fit_methods(names, cal, train, options, progress=lambda _: bar.update(1))
     extra = {
-        "n_samples": args.n_samples,
-        "mode": args.mode,
+        **how,
         "seed": args.seed,
         "calibration": str(args.samples or args.cases),
         "n_cal_units": len(cal),
         "n_train_units": 0 if train is None else len(train),
     }
     for (name, method), target in zip(fitted.items(), targets, strict=True):
-        if name == "consign":
-            method.calibrate_alphas()
+        if name == "consign":  # the slow part: one lambda search per alpha level
+            with progress_bar(len(method.alphas), "CONSIGN alpha levels", args.quiet) as bar:
+                method.calibrate_alphas(progress=lambda done, total: bar.update(1))
         save_bundle(target, method, identity, overwrite=args.overwrite, extra=extra)
         print(f"{name}: {target}")
     return 0

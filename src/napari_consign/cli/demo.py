@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from .errors import CLIError
+from .options import positive_int
 
 DEFAULT_METHODS = "crc,coat"
 SINGLE, PAIR = (700, 600), (700, 1200)  # screenshot sizes (height, width)
@@ -57,7 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--alpha", type=float, default=0.1, help="error level (default 0.1)")
     p.add_argument(
-        "--n-samples", type=int, default=10, help="Monte-Carlo samples per slice (default 10)"
+        "--n-samples",
+        type=positive_int,
+        default=10,
+        help="Monte-Carlo samples per slice (default 10)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument(

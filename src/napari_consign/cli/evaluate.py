@@ -25,14 +25,17 @@ from ..conformal.evaluation import aggregate, split_metrics, split_sizes
 from ..conformal.metrics import tpr
 from ..conformal.registry import METHODS, MethodOptions, make_method
 from ..npz_contract import load_segmentation_set
+from ..safe_write import MARKDOWN_MARKER, REPORT_KEY, check_target, write_text
 from .errors import CLIError
 from .options import (
     add_method_arguments,
     add_scale_out_arguments,
     map_scaled,
     method_options,
+    nonnegative_int,
     parse_alphas,
     parse_methods,
+    positive_int,
 )
 from .scans import add_sampling_arguments, sample_folders
 
@@ -77,8 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="error level of the main table and the per-image plot (default 0.1)",
     )
     p.add_argument("--alphas", help="sweep of error levels, e.g. 0.05,0.1,0.2")
-    p.add_argument("--splits", type=int, default=20, help="random splits (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    p.add_argument("--splits", type=positive_int, default=20, help="random splits (default 20)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the splits (default 0)")
     p.add_argument(
         "--cal-fraction",
         type=float,
@@ -97,6 +100,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.add_argument("--markdown", type=Path, default=None, help="write Markdown tables here")
     p.add_argument("--plots", type=Path, default=None, help="write PNG plots in this folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace this program's earlier reports/plots at --json, --markdown, --plots "
+        "(never an input, scan or bundle)",
+    )
     add_scale_out_arguments(p)
     p.set_defaults(run=run)
 
@@ -211,12 +220,7 @@ def run(args: argparse.Namespace) -> int:
     alphas = [check_alpha(a) for a in (parse_alphas(args.alphas) if args.alphas else [])]
     primary = check_alpha(args.alpha)
     alphas = sorted(set(alphas) | {primary})
-    inputs = {args.samples.resolve()} if args.samples is not None else set()
-    for target in (args.json, args.markdown):
-        if target is not None and target.resolve() in inputs:
-            raise CLIError(f"{target} would overwrite the input samples file; choose another path")
-    if args.splits < 1:
-        raise CLIError(f"--splits must be at least 1, got {args.splits}")
+    _check_outputs(args)
     options = replace(method_options(args), alpha=primary)
     needs_training = any(make_method(m, options).needs_training for m in methods)
     data, units_per_scan, source = _load(args, methods, options)
@@ -236,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         for alpha in alphas
     }
     report = {
+        REPORT_KEY: "napari-consign evaluate",
         "alpha": primary,
         "splits": args.splits,
         "seed": args.seed,
@@ -252,23 +257,36 @@ def run(args: argparse.Namespace) -> int:
     }
     print(format_table(report))
     if args.json is not None:
-        _write(args.json, json.dumps(report, indent=2))
+        write_text(args.json, json.dumps(report, indent=2), replace=args.overwrite)
         print(f"report written to {args.json}", file=sys.stderr)
     if args.markdown is not None or args.plots is not None:
         from .report import markdown, plots
 
-        written = plots(report, args.plots) if args.plots is not None else []
+        written = plots(report, args.plots, args.overwrite) if args.plots is not None else []
         for path in written:
             print(f"plot written to {path}", file=sys.stderr)
         if args.markdown is not None:
-            _write(args.markdown, markdown(report, written, args.markdown.parent))
+            text = f"{MARKDOWN_MARKER}\n" + markdown(report, written, args.markdown.parent)
+            write_text(args.markdown, text, replace=args.overwrite)
             print(f"tables written to {args.markdown}", file=sys.stderr)
     return 0
 
 
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as exc:
-        raise CLIError(f"cannot write {path}: {exc}") from None
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output that would replace an input or a user's file."""
+    from .report import PLOTS
+
+    inputs = [args.samples] if args.samples is not None else []
+    for target in (args.json, args.markdown):
+        if target is not None:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CLIError(f"cannot create {target.parent}: {exc.strerror}") from None
+            check_target(target, "report", inputs=inputs, overwrite=args.overwrite)
+    if args.plots is not None:
+        if args.plots.exists() and not args.plots.is_dir():
+            raise CLIError(f"--plots {args.plots} is a file; give a folder")
+        if args.plots.is_dir():
+            for name in PLOTS:
+                check_target(args.plots / name, "plot", inputs=inputs, overwrite=args.overwrite)

@@ -15,6 +15,29 @@ from ..conformal.registry import METHODS, MethodOptions
 from .errors import CLIError
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse prints the error as one line)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def parse_methods(text: str) -> list[str]:
     """Method names from ``crc,coat``; :class:`CLIError` for an unknown one."""
     names = list(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
@@ -46,7 +69,9 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
         default=0.9,
         help="CONSIGN / pixel-wise: accuracy level of beta-equality (default 0.9)",
     )
-    p.add_argument("--k", type=int, default=5, help="CONSIGN: principal components (default 5)")
+    p.add_argument(
+        "--k", type=positive_int, default=5, help="CONSIGN: principal components (default 5)"
+    )
     p.add_argument(
         "--device",
         default="auto",
@@ -80,11 +105,13 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         default=64,
         help="AT/COAT: predictor input side in pixels (default 64)",
     )
-    p.add_argument("--epochs", type=int, default=60, help="AT/COAT training epochs (default 60)")
+    p.add_argument(
+        "--epochs", type=positive_int, default=60, help="AT/COAT training epochs (default 60)"
+    )
 
 
 def method_options(args: argparse.Namespace) -> MethodOptions:
@@ -120,7 +147,7 @@ def add_scale_out_arguments(p: argparse.ArgumentParser) -> None:
     """``--workers``, ``--scheduler`` and ``--quiet`` (shared by calibrate and evaluate)."""
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=1,
         help="Dask worker processes on this machine (default 1: no Dask)",
     )

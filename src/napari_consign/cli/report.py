@@ -69,8 +69,12 @@ def markdown(report: dict, plots: list[Path] = (), relative_to: Path | None = No
     return "\n".join(parts) + "\n"
 
 
-def plots(report: dict, folder: Path) -> list[Path]:
-    """Write the three PNG plots of ``report`` into ``folder``; returns their paths."""
+def plots(report: dict, folder: Path, overwrite: bool = False) -> list[Path]:
+    """Write the three PNG plots of ``report`` into ``folder``; returns their paths.
+
+    Each is written atomically and verified (:mod:`napari_consign.safe_write`); an existing
+    file is replaced only with ``overwrite`` and only if it is a PNG.
+    """
     try:
         import matplotlib
 
@@ -96,7 +100,7 @@ def plots(report: dict, folder: Path) -> list[Path]:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"Per-image coverage at alpha = {alpha:g} (test images of all splits)")
     ax.legend(loc="lower left")
-    _save(fig, paths[0])
+    _save(fig, paths[0], overwrite)
 
     sweep = report.get("sweep") or {f"{alpha:g}": report["methods"]}
     levels = [float(k) for k in sweep]
@@ -133,7 +137,7 @@ def plots(report: dict, folder: Path) -> list[Path]:
     )
     left.legend()
     right.legend()
-    _save(fig, paths[1])
+    _save(fig, paths[1], overwrite)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, name in enumerate(methods):
@@ -152,17 +156,25 @@ def plots(report: dict, folder: Path) -> list[Path]:
             )
     ax.set(xlabel="alpha", ylabel="band size (pixels per test unit)", title="Band size")
     ax.legend(fontsize="small")
-    _save(fig, paths[2])
+    _save(fig, paths[2], overwrite)
     return paths
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, overwrite: bool) -> None:
     import matplotlib.pyplot as plt
+
+    from ..safe_write import check_target, write_atomically
+
+    def verify(tmp: Path) -> None:
+        with open(tmp, "rb") as f:
+            f.seek(-12, os.SEEK_END)
+            if f.read(12)[4:8] != b"IEND":  # a PNG ends with its IEND chunk
+                raise ValueError("the PNG is incomplete")
 
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise CLIError(f"cannot write {path}: {exc}") from None
+        check_target(path, "plot", overwrite=overwrite)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), verify,
+                         replace=overwrite)  # fmt: skip
     finally:
         plt.close(fig)

@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CLIError
+from .errors import CLIError, model_failures
+from .options import nonnegative_int, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output .npz file")
     p.add_argument(
         "--n-samples",
-        type=int,
+        type=positive_int,
         default=None,
         help="N_s per slice (default 20 for MC dropout, 4 flips for tta, one per "
         "member for an ensemble)",
@@ -52,15 +53,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="sampling mode (default mc_dropout; ensemble when several --model)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chunk-size", type=int, default=None, help="samples per forward pass")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--chunk-size", type=positive_int, default=None, help="samples per forward pass")
     p.add_argument("--half", action="store_true", help="float16 autocast on CUDA")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument(
         "--dtype",
         choices=("float16", "float32"),
         default="float16",
         help="dtype of the stored samples (default float16)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a sample file this program wrote earlier (never an input, scan or bundle)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run)
@@ -101,35 +107,33 @@ def _check_volume(arr, path: Path):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..cases import CasesError, check_finite, check_mask_values, check_same_grid
+    from ..models.loading import model_settings_id
+    from ..safe_write import check_target, write_npz
+
     out = Path(args.out)
-    inputs = [Path(args.scan).resolve(), *(Path(p).resolve() for p in (args.model or []))]
+    model_paths = [Path(p) for p in (args.model or [])]
+    inputs = [Path(args.scan), *model_paths, *(p.with_suffix(".json") for p in model_paths)]
     if args.mask is not None:
-        inputs.append(Path(args.mask).resolve())
-    if out.resolve() in inputs:
-        raise CLIError(f"--out {out} is one of the inputs; inputs are never overwritten")
-    if out.suffix != ".npz":
-        raise CLIError(f"--out {out}: the output file must end in .npz")
+        inputs.append(Path(args.mask))
     if not out.parent.exists():
         raise CLIError(f"--out {out}: folder {out.parent} does not exist")
-    if args.n_samples is not None and args.n_samples < 1:
-        raise CLIError("--n-samples must be at least 1")
+    check_target(out, "samples", inputs=inputs, overwrite=args.overwrite)
+    if out.suffix != ".npz":
+        raise CLIError(f"--out {out}: the output file must end in .npz")
 
     vol, geo = read_volume(Path(args.scan))
     vol = _check_volume(vol, Path(args.scan))
+    check_finite(vol, str(args.scan))
     masks = None
     if args.mask is not None:
         m, mgeo = read_volume(Path(args.mask))
         m = _check_volume(m, Path(args.mask))
-        if m.shape != vol.shape:
-            raise CLIError(
-                f"--mask {args.mask}: shape {m.shape} (z, y, x) differs from the scan's "
-                f"{vol.shape}; the mask must be on the scan's voxel grid"
-            )
-        if not np.allclose(mgeo["spacing"][: len(geo["spacing"])], geo["spacing"], rtol=1e-3):
-            raise CLIError(
-                f"--mask {args.mask}: spacing {mgeo['spacing']} differs from the scan's "
-                f"{geo['spacing']}"
-            )
+        try:
+            check_same_grid((vol.shape, geo), (m.shape, mgeo), f"--mask {args.mask}", "the scan's")
+            check_mask_values(m, f"--mask {args.mask}")
+        except CasesError as exc:
+            raise CLIError(str(exc)) from None
         masks = (m != 0).astype(np.uint8)
 
     from ..models.device import DeviceError
@@ -167,7 +171,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"\rslice {step.done}/{step.total}", end="", file=sys.stderr, flush=True)
 
-    result = sampler.run(vol, [keep], progress=report)
+    try:
+        result = sampler.run(vol, [keep], progress=report)
+    except model_failures() as exc:  # a user model failing on the real slices
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CLIError(f"the model failed on {args.scan} ({type(exc).__name__}: {first})") from None
+    bad = int(np.count_nonzero(~np.isfinite(result["samples"])))
+    if bad:
+        raise CLIError(
+            f"the model returned NaN or infinite probabilities at {bad} value(s) of "
+            f"{args.scan}; nothing was written"
+        )
     if not args.quiet:
         print(
             f"\r{vol.shape[0]} slices x {sampler.n_samples} samples on {sampler.device} in "
@@ -181,11 +195,13 @@ def run(args: argparse.Namespace) -> int:
         "origin": np.asarray(geo["origin"], np.float64),
         "direction": np.asarray(geo["direction"], np.float64),
         "model_identity": np.array(sampler.identity),
+        "model_settings": np.array(model_settings_id(model_paths)),
+        "mode": np.array(mode),
         "seed": np.array(args.seed),
     }
     if masks is not None:
         arrays["masks"] = masks
-    np.savez_compressed(out, **arrays)
+    write_npz(out, arrays, replace=args.overwrite)
     if not args.quiet:
         print(f"wrote {out} (samples {arrays['samples'].shape} {args.dtype})", file=sys.stderr)
     return 0

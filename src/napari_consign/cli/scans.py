@@ -12,14 +12,14 @@ import sys
 from pathlib import Path
 
 from .errors import CLIError
-from .options import map_scaled
+from .options import map_scaled, positive_int
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     """``--model``, ``--mode`` and ``--n-samples``: how scans are sampled."""
     p.add_argument("--model", type=Path, action="append", help="model file(s); default bundled")
     p.add_argument("--mode", choices=("mc_dropout", "tta", "ensemble"), default="mc_dropout")
-    p.add_argument("--n-samples", type=int, default=10, help="N_s per slice (default 10)")
+    p.add_argument("--n-samples", type=positive_int, default=10, help="N_s per slice (default 10)")
 
 
 def say(args: argparse.Namespace, text: str) -> None:

@@ -6,8 +6,11 @@ written with the layer's own data-to-world transform (scale, translate, rotate, 
 napari world taken as LPS mm), or identity, and a warning says so.
 
 Overwrites: napari's Save dialog already asks before replacing a file, so this hook replaces
-existing files, but it never writes over the source scan recorded in the metadata
-(``WriteRefusedError``). The Python API ``write_nifti`` refuses existing files unless
+existing NIfTI files, but it never writes over the source scan recorded in the metadata
+(``WriteRefusedError``) nor over a file that is not NIfTI (a bundle, a DICOM file). The file
+is written atomically and re-read before it replaces anything (a full disk raises
+``OutputError`` instead of returning the path of a 0-byte mask). The Python API
+``write_nifti`` refuses existing files unless
 ``overwrite=True``.
 """
 

@@ -7,21 +7,24 @@ it with the source's exact spacing, origin and direction, so the mask opens in p
 original file in 3D Slicer or ITK-SNAP. NIfTI stores geometry in float32: positions round-trip
 to about 1e-5 mm.
 
-Safety: never writes over the source scan; refuses an existing file unless ``overwrite=True``;
-writes to a temporary file next to the target and renames it, so a failed write loses nothing.
+Safety: never writes over the source scan (nor any of ``inputs``); refuses an existing file
+unless ``overwrite=True``, and even then replaces only NIfTI files (band files: only those this
+program wrote, marked in the header's ``descrip``; see :mod:`napari_consign.safe_write`). The
+file is written to a hidden temporary file next to the target, re-read and compared voxel for
+voxel (ITK does not raise on a short write, e.g. a full disk), then renamed: a failed write
+loses nothing and leaves nothing at the final name.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConsignIOError, GeometryWarning, WriteRefusedError, sitk_reason
+from .errors import GeometryWarning, WriteRefusedError, sitk_reason
 from .geometry import Geometry
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -89,14 +92,21 @@ def write_nifti(
     geometry: Geometry | None = None,
     *,
     overwrite: bool = False,
+    kind: str = "labels",
+    inputs: tuple[str | os.PathLike, ...] = (),
 ) -> Path:
     """Write ``array`` (z, y, x, on ``geometry.grid``) to NIfTI on the source voxel grid.
 
     Without ``geometry`` the array is written with 1 mm voxels at the origin (identity) and a
     ``GeometryWarning`` says so. Returns the path written. Raises ``WriteRefusedError`` for the
-    source scan, an existing file (unless ``overwrite``), a wrong suffix or a shape mismatch.
+    source scan, an existing file (unless ``overwrite``), a wrong suffix or a shape mismatch;
+    ``kind`` is "labels" (any NIfTI may be replaced with ``overwrite``) or "bands" (only band
+    files of this program); ``inputs`` are files of the run that are never replaced.
     """
     import SimpleITK as sitk
+
+    from ..safe_write import NIFTI_MARKER, OutputError, write_atomically
+    from ..safe_write import check_target as check_output
 
     data = np.asarray(array)
     if data.ndim not in (2, 3):
@@ -118,20 +128,27 @@ def write_nifti(
             f"Array shape {data.shape} does not match the scan's shape {geometry.shape} (z, y, x).",
             "Save a mask made on this scan, or load the scan it belongs to.",
         )
-    img = sitk.GetImageFromArray(_storage_dtype(geometry.to_source_array(data)))
+    sources = (geometry.source_path,) if geometry.source_path else ()
+    check_output(p, kind, inputs=(*sources, *inputs), overwrite=overwrite)
+    stored = _storage_dtype(geometry.to_source_array(data))
+    img = sitk.GetImageFromArray(stored)
     geometry.source.apply_to(img)
-    suffix = ".nii.gz" if p.name.lower().endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=p.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(img, tmp, useCompression=suffix == ".nii.gz")
-        os.replace(tmp, p)
-    except RuntimeError as exc:
-        raise ConsignIOError(
-            f"Could not write {p}: {sitk_reason(exc)}.",
-            "Check the folder is writable and has space.",
-        ) from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    img.SetMetaData("ITK_FileNotes", f"{NIFTI_MARKER} {kind}")
+    compress = p.name.lower().endswith(".nii.gz")
+
+    def write(tmp: Path) -> None:
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=compress)
+        except RuntimeError as exc:
+            raise OutputError(
+                f"Could not write {p}: {sitk_reason(exc)}.",
+                "Check the folder is writable and has space.",
+            ) from exc
+
+    def verify(tmp: Path) -> None:
+        back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp)))
+        if back.shape != stored.shape or not np.array_equal(back, stored, equal_nan=True):
+            raise OutputError(f"Could not write {p} completely (is the disk full?).")
+
+    write_atomically(p, write, verify, replace=overwrite)
     return p

@@ -29,7 +29,7 @@ from .errors import (
     UnsupportedImageError,
     sitk_reason,
 )
-from .formats import is_zarr, metaimage_missing_data, nifti_truncation
+from .formats import is_zarr, metaimage_missing_data, nifti1_header, nifti_truncation
 from .geometry import Geometry, Grid, layer_kwargs
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -142,8 +142,13 @@ def volume_from_image(
             GeometryWarning,
             stacklevel=2,
         )
+    array = sitk.GetArrayFromImage(loaded)
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:  # shown by the napari reader; the command line refuses such scans
+            notes = (*notes, f"{what}: {bad} voxel(s) are NaN or infinite.")
     return Volume(
-        array=sitk.GetArrayFromImage(loaded),
+        array=array,
         geometry=geometry,
         name=name,
         other_series=other_series,
@@ -151,9 +156,70 @@ def volume_from_image(
     )
 
 
+def nifti_spacing_problem(path: str | os.PathLike) -> str | None:
+    """None if a NIfTI-1 file's voxel sizes (pixdim) are positive numbers, else the problem.
+
+    ITK silently reads a pixdim of 0 or NaN as 1 mm, which would make every volume in mL wrong.
+    """
+    import struct
+
+    found = nifti1_header(path)
+    if found is None:
+        return None
+    order, head = found
+    ndim = max(1, min(struct.unpack(order + "h", head[40:42])[0], 3))
+    pixdim = struct.unpack(order + "8f", head[76:108])[1 : 1 + ndim]
+    bad = [f"{'xyz'[i]} = {v:g}" for i, v in enumerate(pixdim) if not (np.isfinite(v) and v > 0)]
+    return f"voxel size (pixdim) {', '.join(bad)} mm" if bad else None
+
+
+_FLOAT_DATATYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
+
+
+def nifti_nonfinite(path: str | os.PathLike, chunk: int = 1 << 24) -> int:
+    """Number of NaN or infinite voxels of a float NIfTI-1 file (0 for other files).
+
+    ITK's NIfTI reader silently turns them into 0, so they are counted in the raw data,
+    streamed in chunks of ``chunk`` bytes.
+    """
+    import gzip
+    import struct
+
+    found = nifti1_header(path)
+    if found is None or found[1][344:348] != b"n+1\x00":
+        return 0
+    order, head = found
+    dtype = _FLOAT_DATATYPES.get(struct.unpack(order + "h", head[70:72])[0])
+    if dtype is None:
+        return 0
+    offset = int(struct.unpack(order + "f", head[108:112])[0])
+    item = np.dtype(order + dtype)
+    bad = 0
+    p = Path(path)
+    with gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb") as f:
+        f.read(offset)
+        step = chunk - chunk % item.itemsize
+        while block := f.read(step):
+            usable = len(block) - len(block) % item.itemsize
+            bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], item))))
+    return bad
+
+
 def _read_file(path: Path, frame: int | None) -> Any:
     import SimpleITK as sitk
 
+    spacing = nifti_spacing_problem(path)
+    if spacing:
+        raise UnreadableImageError(
+            f"{path} has an invalid {spacing}; volumes and positions would be wrong.",
+            "Fix the header (e.g. nibabel: img.header.set_zooms(...)) or re-export the scan.",
+        )
+    nonfinite = nifti_nonfinite(path)
+    if nonfinite:
+        raise UnreadableImageError(
+            f"{path} has {nonfinite} NaN or infinite voxel(s), which would silently read as 0.",
+            "Replace them (e.g. with the background value) and save the scan again.",
+        )
     truncated = nifti_truncation(path)
     if truncated:
         raise UnreadableImageError(
@@ -287,6 +353,10 @@ def _read_volume(
     p = Path(path)
     if not p.exists():
         raise UnreadableImageError(f"No such file or folder: {p}.", "Check the path.")
+    if not p.is_dir() and not p.is_file():  # never open a FIFO or device: it could block
+        raise UnreadableImageError(
+            f"{p} is not a regular file (a FIFO, socket or device).", "Give a scan file."
+        )
     if p.is_dir() or dicom.is_dicomdir(p):
         return _read_folder(p, series_uid, progress)
     if (

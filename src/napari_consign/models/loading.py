@@ -236,6 +236,8 @@ def load_model(
         raise ModelLoadError(f"{path}: no such model file")
     if path.is_dir():
         raise ModelLoadError(f"{path} is a folder: {EXPECTED}")
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is not a regular file (a FIFO or device?): {EXPECTED}")
     info = _sidecar(path)
     identity = file_sha256(path)
     if _is_torchscript(path):
@@ -293,6 +295,41 @@ def load_model(
         normalization=check_normalization(norm),
         info=info,
     )
+
+
+#: Sidecar fields that change how a model's raw output becomes a probability map.
+SETTINGS_FIELDS = ("output", "normalization", "config", "size_divisor", "foreground_channel")
+
+
+def model_settings(path: str | Path | None) -> dict:
+    """The settings of a model file besides its weights, from its ``.json`` sidecar.
+
+    ``path`` None is the bundled model. Missing fields are recorded as None, so a weights file
+    without its sidecar has other settings than the same weights with one.
+    """
+    p = builtin_model_files()[0] if path is None else Path(path)
+    info = _sidecar(p) if p.is_file() else {}
+    if not isinstance(info, dict):
+        raise ModelLoadError(f"{p.with_suffix('.json')}: the model description is not an object")
+    return {key: info.get(key) for key in SETTINGS_FIELDS}
+
+
+def model_settings_id(paths: tuple | list = ()) -> str:
+    """sha256 of the settings of the model(s) ``paths`` (empty: the bundled model).
+
+    Calibration bundles record it next to the weights' identity: the same weights with another
+    normalisation or output interpretation give other scores, so another calibration.
+    """
+    settings = [model_settings(p) for p in paths] or [model_settings(None)]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def builtin_identity() -> str | None:
+    """The sha256 of the bundled weights recorded in their JSON, or None if unavailable."""
+    try:
+        return _sidecar(builtin_model_files()[0]).get("sha256")
+    except ModelLoadError:
+        return None
 
 
 def builtin_model_files() -> tuple[Path, Path]:
