@@ -97,3 +97,16 @@ def test_existing_bundles_and_npz_without_identity(run_cli, samples_npz, tmp_pat
     assert run_cli(["calibrate", *out, "--model-id", "m"]) == 0
     _fails(run_cli, capsys, ["calibrate", *out, "--model-id", "m"], "pass --overwrite")
     assert run_cli(["calibrate", *out, "--model-id", "m", "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["calibrate", "--samples", "x.npz", "--out", "b", "--method", "crc"], "--method"),
+        (["evaluate", "--samples", "x.npz", "--method", "crc"], "--method"),
+        (["demo", "--head"], "--head"),
+    ],
+)
+def test_abbreviated_flags_are_refused(run_cli, capsys, argv, flag):
+    """argparse's prefix matching would silently take --method for --methods."""
+    _fails(run_cli, capsys, argv, f"unrecognized arguments: {flag}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..conformal.errors import ConformalInputError
 from ..io.errors import ConsignIOError
@@ -21,7 +21,12 @@ SUBCOMMANDS = (calibrate, predict, evaluate, sample, demo)
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line (and exit code 2), not a usage block."""
+    """Argument errors as one line (and exit code 2), not a usage block. Abbreviated flags are
+    refused (``--method`` must not silently mean ``--methods``); subcommands inherit both."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
