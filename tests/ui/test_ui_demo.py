@@ -114,10 +114,9 @@ def test_demo_headless_with_the_shipped_bundles(qapp, tmp_path, builtin_model_id
     compare = np.asarray(Image.open(out / "compare.png"))
     assert compare.shape[:2] == (700, 1200)
     left, right = compare[:, :600, :3].astype(int), compare[:, 600:, :3].astype(int)
-    for half in (left, right):  # each panel shows a method's own ring colour
-        rings = [np.array(method_colours(m)[1][:3]) * 255 for m in ("crc", "coat")]
-        hits = [(np.abs(half - r).max(axis=-1) < 40).sum() for r in rings]
-        assert max(hits) > 50, hits
+    for half, method in ((left, "crc"), (right, "coat")):  # each panel: its method's ring
+        ring = np.array(method_colours(method)[1][:3]) * 255
+        assert (np.abs(half - ring).max(axis=-1) < 60).sum() > 20, method
     both, a_only, b_only = (DISAGREEMENT_COLOURS[k] for k in ("both", "A only", "B only"))
     assert colour_pixels("disagreement.png", both, atol=40) > 50  # both outer bands
     differ = colour_pixels("disagreement.png", a_only, 40) + colour_pixels(
