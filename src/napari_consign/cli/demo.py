@@ -370,20 +370,17 @@ def _plain(v):
 
 def _caption(methods: list[str], alpha: float, z: int, legend: str) -> str:
     names = " vs ".join(m.upper() for m in methods)
-    where = f"axial slice {z} (anterior up, patient left on the right)"
-    return f"{names} · α = {alpha:.2f} · {where}\n{legend}"
+    return f"{names} · α = {alpha:.2f} · axial slice {z}, radiological\n{legend}"
 
 
 def _legend_text(methods: list[str], disagreement: bool = False) -> str:
     if disagreement:
         a, b = (m.upper() for m in methods)
-        return (
-            f"cyan: {a} only · rose: {b} only · pear: both outer bands · white line: ground truth"
-        )
+        return f"cyan: {a} only · rose: {b} only\npear: both outer bands · white: ground truth"
     from ..ui.layers import METHOD_COLOUR_NAMES
 
     parts = [f"{m.upper()}: {METHOD_COLOUR_NAMES.get(m, '')}" for m in methods]
-    return "; ".join(parts) + " · white line: ground truth"
+    return "\n".join([*parts, "white outline: ground truth"])
 
 
 def _screenshots(viewer, widget, image, truth, done, pair, out: Path, app, z: int) -> list[Path]:
@@ -396,6 +393,8 @@ def _screenshots(viewer, widget, image, truth, done, pair, out: Path, app, z: in
     truth.contour = 1
     truth.opacity = 1.0
     truth.colormap = {0: "transparent", None: (1.0, 1.0, 1.0, 1.0)}
+    layers = viewer.layers
+    layers.move(layers.index(truth), len(layers))  # the outline on top of the bands
 
     def shot(name: str, size: tuple[int, int], methods: list[str], disagreement=False) -> None:
         overlay.text = _caption(methods, widget.alpha, z, _legend_text(methods, disagreement))
