@@ -12,7 +12,14 @@ from napari_consign.cli import demo
 from napari_consign.cli.errors import CLIError
 
 #: What ``demo --headless --out DIR`` writes for CRC and COAT.
-DEMO_FILES = {"bands_crc.png", "bands_coat.png", "compare.png", "disagreement.png", "metrics.json"}
+DEMO_FILES = {
+    "window.png",
+    "bands_crc.png",
+    "bands_coat.png",
+    "compare.png",
+    "disagreement.png",
+    "metrics.json",
+}
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -85,6 +92,7 @@ def test_demo_headless_with_the_shipped_bundles(qapp, tmp_path, builtin_model_id
     assert report["n_samples"] == n_samples and report["alpha"] == pytest.approx(0.3)
     assert report["failed"] == {}
     assert report["screenshots"] == [
+        "window.png",
         "bands_crc.png",
         "bands_coat.png",
         "compare.png",

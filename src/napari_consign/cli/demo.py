@@ -8,10 +8,13 @@ With ``--headless --out DIR``: the same in a window on a virtual display (Xvfb t
 PyVirtualDisplay when no ``DISPLAY`` is set; never Qt's offscreen platform, whose canvas
 screenshots are blank), then writes to ``DIR``:
 
-* ``bands_<method>.png``: the scan and one method's bands (inner band filled blue, the
-  outer band's contour orange);
-* ``compare.png``: two methods side by side; ``disagreement.png``: where their outer bands
-  differ (vermillion: first only, sky blue: second only, yellow: both);
+* ``window.png``: the whole napari window at 1366 x 768 with the widget as the Plugins menu
+  opens it, right after the run;
+* ``bands_<method>.png``: the scan and one method's bands in its colours (inner band filled,
+  the outer band's contour), the ground truth outlined in white, a caption with method,
+  alpha, slice and legend;
+* ``compare.png``: two methods side by side (titled panels); ``disagreement.png``: where their
+  outer bands differ (cyan: first only, rose: second only, pear: both);
 * ``metrics.json``: per method the band volumes in mL, the outer band's TPR and the inner
   band's false positives against the demo mask, and the guarantee in words;
 
@@ -384,7 +387,9 @@ def _legend_text(methods: list[str], disagreement: bool = False) -> str:
 
 
 def _screenshots(viewer, widget, image, truth, done, pair, out: Path, app, z: int) -> list[Path]:
-    files = []
+    files = [out / "window.png"]
+    app.processEvents()
+    viewer.screenshot(path=str(files[0]), canvas_only=False, flash=False)
     overlay = viewer.text_overlay
     overlay.visible = True
     overlay.font_size = 9
