@@ -55,3 +55,71 @@ def test_threshold_bands_give_few_codes():
     bands = _threshold_bands(3, shape=(20, 64, 64))
     codes = band_codes(bands, SLIDER)
     assert len(codes.table) <= 2 * len(bands.alphas) + 1
+
+
+def _normalised(layer, values):
+    lo, hi = layer.contrast_limits
+    return (np.asarray(values, float) - lo) / (hi - lo)
+
+
+def test_3d_tick_swaps_colormaps_and_uploads_no_volume(
+    qtbot, viewer_widget, small_scan, monkeypatch
+):
+    """In 3D a tick changes what the shader reads (a colormap), never a volume texture; what is
+    rendered at each alpha is exactly the labels of Bands (grid snapping included); back in 2D
+    the labels layers show the current alpha."""
+    import vispy.gloo.texture as texture
+    from ui_helpers import open_scan, wait_done
+
+    from napari_consign.ui.band_volume import INNER_ALPHA_3D, RING_ALPHA_3D
+    from napari_consign.ui.layers import layer_key, method_colours
+
+    viewer, widget = viewer_widget
+    image, truth = open_scan(viewer, small_scan)
+    truth.visible = False
+    widget.set_methods(["crc", "coat"])
+    widget.run()
+    wait_done(qtbot, widget)
+    viewer.dims.ndisplay = 3
+    qtbot.wait(200)
+    analysis = widget.analysis()
+    key = layer_key(image)
+    volumes = {m: widget.volumes.layer((key, m)) for m in ("crc", "coat")}
+    for method, volume in volumes.items():
+        assert volume is not None and volume.visible
+        assert not widget.band_layer(method).visible  # the labels layer hides behind it
+        assert volume.name.endswith(f"{method.upper()} · bands (3D)")
+        np.testing.assert_allclose(  # the same place in the world as the scan
+            volume.data_to_world(np.zeros(3)),
+            image.data_to_world(np.array(widget.volumes.codes((key, method)).offset, float)),
+        )
+
+    uploads = []
+    original = texture.Texture3D.set_data
+    monkeypatch.setattr(
+        texture.Texture3D,
+        "set_data",
+        lambda self, *a, **k: (uploads.append(self.shape), original(self, *a, **k))[1],
+    )
+    for alpha in (0.03, 0.25, 0.5, 0.1):
+        widget.alpha_slider.setValue(round(alpha * 100))  # as the user drags
+        viewer.screenshot(canvas_only=True, flash=False)  # the frame is drawn
+        step = widget.volumes.step_of(alpha)
+        for method, volume in volumes.items():
+            codes = widget.volumes.codes((key, method))
+            bands = analysis.bands[method]
+            np.testing.assert_array_equal(codes.labels(step), bands.labels(alpha))
+            inner, ring = method_colours(method)
+            k = np.arange(len(codes.table))
+            shown = volume.colormap.map(_normalised(volume, k))
+            expected = np.zeros((len(k), 4))
+            expected[codes.table[:, step] == 1] = (*ring[:3], RING_ALPHA_3D)
+            expected[codes.table[:, step] == 2] = (*inner[:3], INNER_ALPHA_3D)
+            np.testing.assert_allclose(shown, expected, atol=1e-6)
+    assert uploads == [], f"a tick re-uploaded volume textures: {uploads}"
+
+    viewer.dims.ndisplay = 2
+    for method, volume in volumes.items():
+        labels = widget.band_layer(method)
+        assert labels.visible and not volume.visible
+        np.testing.assert_array_equal(np.asarray(labels.data), analysis.bands[method].labels(0.1))

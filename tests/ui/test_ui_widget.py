@@ -20,7 +20,14 @@ from ui_helpers import (
 
 from napari_consign.analysis import METHOD_NAMES
 from napari_consign.io import GEOMETRY_KEY
-from napari_consign.ui.layers import ORANGE, RING_ALPHA, BandsView, PreviewView, same_layer
+from napari_consign.ui.layers import (
+    ORANGE,
+    RING_ALPHA,
+    BandsView,
+    PreviewView,
+    layer_key,
+    same_layer,
+)
 
 
 def _world_corners(layer):
@@ -338,17 +345,12 @@ def test_ring_contour_fill_and_3d(qtbot, viewer_widget, small_scan, notes):
     np.testing.assert_array_equal(layer.data[z], expected_contour(bands, 0.05, z))
     np.testing.assert_allclose(layer.colormap.map(1), ORANGE)
 
-    viewer.dims.ndisplay = 3  # 3D rendering: the filled volumes, the ring translucent
-    assert layer.contour == 0
-    assert layer.colormap.map(1)[3] == pytest.approx(RING_ALPHA)
-    np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), bands.labels(0.05))
-    slider = widget.alpha_slider
-    slider.setSliderDown(True)  # the user drags in 3D: throttled updates
-    slider.setValue(30)
-    slider.setSliderDown(False)
-    widget._on_slider_released()
-    np.testing.assert_array_equal(np.asarray(layer.data), bands.labels(0.3))
-    np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), bands.labels(0.3))
+    viewer.dims.ndisplay = 3  # 3D: the code volume stands in for the labels layer
+    volume = widget.volumes.layer((layer_key(image), "crc"))
+    assert volume.visible and not layer.visible
+    widget.alpha_slider.setValue(30)  # the user drags in 3D: a colormap per tick
+    codes = widget.volumes.codes((layer_key(image), "crc"))
+    np.testing.assert_array_equal(codes.labels(widget.volumes.step_of(0.3)), bands.labels(0.3))
     viewer.dims.ndisplay = 2
     np.testing.assert_allclose(layer.colormap.map(1), ORANGE)
     np.testing.assert_array_equal(layer.data[z], expected_contour(bands, 0.3, z))

@@ -168,3 +168,89 @@ def volume_layer_kwargs(codes: BandCodes, world_from_data: np.ndarray) -> dict:
         "blending": "translucent",
         "opacity": 1.0,
     }
+
+
+class VolumeBands:
+    """The 3D code-volume layers of a viewer, one per (image, method).
+
+    In 3D each band labels layer is hidden and its code volume shown (made on first use, one
+    upload); in 2D the other way round. :meth:`set_alpha` only swaps colormaps. The caller
+    passes the band layers and their ``Bands`` in :meth:`sync`; nothing here holds numerics
+    beyond :func:`band_codes`.
+    """
+
+    def __init__(self, viewer: Any, slider_alphas: np.ndarray) -> None:
+        self.viewer = viewer
+        self.alphas = np.asarray(slider_alphas, dtype=float)
+        self._entries: dict[Any, dict] = {}  # key -> {"layer", "codes", "bands", "method"}
+        self._step = 0
+
+    def step_of(self, alpha: float) -> int:
+        return int(np.argmin(np.abs(self.alphas - float(alpha))))
+
+    def layer(self, key: Any) -> Any:
+        entry = self._entries.get(key)
+        return None if entry is None else entry["layer"]
+
+    def codes(self, key: Any) -> BandCodes | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry["codes"]
+
+    def sync(self, band_layers: dict, alpha: float, three_d: bool, add_layer: Any) -> None:
+        """Show code volumes (3D) or labels layers (2D) for ``band_layers``:
+        ``{key: (labels_layer, bands, method, image_layer)}``; ``bands`` None while only a
+        preview exists (the labels layer stays). ``add_layer(codes, method, image, key)``
+        adds a code-volume layer and returns it."""
+        self._step = self.step_of(alpha)
+        for key in [k for k in self._entries if k not in band_layers]:
+            self.remove(key)
+        for key, (labels, bands, method, image) in band_layers.items():
+            entry = self._entries.get(key)
+            if entry is not None and entry["bands"] is not bands:
+                self.remove(key)
+                entry = None
+            if three_d and bands is not None and entry is None:
+                codes = band_codes(bands, self.alphas)
+                if codes is not None:
+                    layer = add_layer(codes, method, image, key)
+                    layer.visible = bool(labels.visible)
+                    entry = {"layer": layer, "codes": codes, "bands": bands, "method": method}
+                    self._entries[key] = entry
+            if entry is None:
+                continue
+            volume = entry["layer"]
+            if three_d:
+                self._recolour(entry)
+                if labels.visible:  # from 2D (or shown by the user): the volume takes its place
+                    volume.visible = True
+                    labels.visible = False
+            else:
+                if volume.visible:
+                    labels.visible = True
+                volume.visible = False
+
+    def set_alpha(self, alpha: float) -> None:
+        """Recolour every code volume for ``alpha``: a colormap, no volume upload."""
+        step = self.step_of(alpha)
+        if step == self._step:
+            return
+        self._step = step
+        for entry in self._entries.values():
+            self._recolour(entry)
+
+    def _recolour(self, entry: dict) -> None:
+        layer, step = entry["layer"], self._step
+        name = f"napari-consign {entry['method']} step {step} #{id(entry['codes'])}"
+        if layer.colormap.name != name:
+            layer.colormap = step_colormap(entry["method"], entry["codes"].table[:, step], name)
+
+    def remove(self, key: Any) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry["layer"] in self.viewer.layers:
+            self.viewer.layers.remove(entry["layer"])
+
+    def forget(self, layer: Any) -> None:
+        """A code-volume layer was removed by the user: forget it (remade on the next sync)."""
+        for key, entry in list(self._entries.items()):
+            if entry["layer"].unique_id == layer.unique_id:
+                self._entries.pop(key, None)

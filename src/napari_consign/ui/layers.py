@@ -356,6 +356,11 @@ class BandsView(_BandLabels):
             (bands.outer_level, bands.inner_start) if hasattr(bands, "outer_level") else None
         )
 
+    def retarget(self, alpha: float) -> None:
+        """Show the same bands at ``alpha`` (snapped): the slider's tick, no new view."""
+        self.alpha = self.bands.snap(alpha)
+        self.level = self.bands.index(alpha)
+
     def _get(self, key: tuple) -> np.ndarray:
         if self._levels is not None:
             outer_level, inner_start = self._levels

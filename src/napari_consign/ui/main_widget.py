@@ -13,8 +13,8 @@ thin shell over :mod:`.analysis` (models, calibrations, the analysis generator),
   fills the ring instead. 3D rendering shows the filled volumes.
 * The **alpha slider** (0.01-0.50, step 0.01) re-reads every method's ``Bands``: no
   recomputation. Each method snaps to its own grid (CONSIGN: 0.05 steps) and the table shows the
-  value used. In 2D the band layers compare only the slice on screen; in 3D, where napari needs
-  the whole volume, updates are throttled while dragging and exact on release.
+  value used. In 2D the band layers compare only the slice on screen; in 3D each method's
+  bands are a code volume uploaded once, and a tick swaps its colormap (:mod:`.band_volume`).
 * Coronal and sagittal views are kept superior-up (:mod:`napari_consign.radiological`).
 * **Numbers**: band volumes (mL) per method; with a ground-truth labels layer, the outer band's
   TPR and the inner band's false positives on this scan.
@@ -67,6 +67,7 @@ from .. import analysis as an
 from .._sample_data import CASE_STACK_KEY
 from ..radiological import keep_radiological
 from ._workers import Job, start_job
+from .band_volume import BandCodes, VolumeBands, step_colormap, volume_layer_kwargs
 from .compare import CompareView
 from .gl_safety import guard_layer_removal, remove_layers
 from .guarantee_text import guarantee, method_label
@@ -78,7 +79,9 @@ from .layers import (
     PreviewView,
     _LevelCache,
     add_band_layer,
+    band_layer_name,
     band_metadata,
+    data_to_world_matrix,
     is_plugin_layer,
     layer_key,
     legend_html,
@@ -98,12 +101,8 @@ log = logging.getLogger(__name__)
 
 ALPHA_STEPS = 50  # slider 1..50 -> alpha 0.01..0.50
 DEFAULT_ALPHA = 0.10
-THROTTLE_3D_MS = 200
-#: In 3D napari needs the whole volume per tick: benchmarks/bench_slider.py measured a median
-#: 440 ms for the demo scan (80 x 112 x 96) and 4080 ms for 300 x 512 x 512 (software GL under
-#: Xvfb, 2 CPU cores). Above this many voxels the 3D view follows the slider only on release,
-#: below it throttled while dragging.
-LIVE_3D_MAX_VOXELS = 4_000_000
+#: the slider's alphas: the 3D code volumes precompute one colormap column per step
+SLIDER_ALPHAS = np.arange(1, ALPHA_STEPS + 1) / 100.0
 NUMBERS_DELAY_MS = 150
 MODEL_BUILTIN, MODEL_FILES = "Bundled lesion UNet", "Model file(s)…"
 CAL_BUNDLED, CAL_FILES, CAL_NOW = "Shipped bundles", "Bundle file(s)…", "Calibrate now…"
@@ -160,6 +159,7 @@ class ConsignWidget(QWidget):
         self._analyses: dict[Hashable, an.ImageAnalysis] = {}
         self._images: dict[Hashable, Any] = {}
         self._band_layers: dict[tuple[Hashable, str], Any] = {}
+        self._views: dict[tuple[Hashable, str], Any] = {}  # the data we gave each band layer
         self._method_cache: dict = {}
         self._sampler_cache: dict = {}
         self._level_cache = _LevelCache(size=4)
@@ -176,7 +176,7 @@ class ConsignWidget(QWidget):
         self._numbers_timer.setSingleShot(True)
         self._numbers_timer.setInterval(NUMBERS_DELAY_MS)
         self._numbers_timer.timeout.connect(self._update_numbers)
-        self._apply_3d = _throttled(self._apply_alpha, THROTTLE_3D_MS)
+        self.volumes = VolumeBands(viewer, SLIDER_ALPHAS)
         self._build()
         events = viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
@@ -656,9 +656,11 @@ class ConsignWidget(QWidget):
                 "and nothing was added.",
             )
             self.cancel()
+        self.volumes.forget(layer)
         for key, lyr in list(self._band_layers.items()):
             if same_layer(lyr, layer):
                 del self._band_layers[key]
+                self.volumes.remove(key)
         lid = layer_key(layer)
         if lid in self._images:
             self._analyses.pop(lid, None)
@@ -884,6 +886,7 @@ class ConsignWidget(QWidget):
         self.progress.setValue(1 if self.status.text().startswith("done") else 0)
         self._run = None
         self._job = None
+        self._sync_volumes()  # 3D: the finished methods' code volumes
 
     def _rollback(self, run: _Run) -> None:
         """Remove what a failed or cancelled run added; restore layers it previewed into."""
@@ -898,6 +901,8 @@ class ConsignWidget(QWidget):
                     layer.data = self._view(run.image, prev, method)
 
     def _remove_band_layers(self, keys: list[tuple[Hashable, str]]) -> None:
+        for key in keys:
+            self.volumes.remove(key)
         layers = [self._band_layers.pop(key, None) for key in keys]
         layers = [lyr for lyr in layers if lyr is not None]
         for layer in layers:
@@ -931,6 +936,7 @@ class ConsignWidget(QWidget):
             meta = band_metadata(image, method, bands, self._alpha, kind="bands")
             layer.metadata = meta
             layer.data = data
+        self._views[(lid, method)] = data
 
     def band_layer(self, method: str, image_layer: Any = None) -> Any:
         """The band layer of ``method`` for ``image_layer`` (default: the chosen image)."""
@@ -962,27 +968,23 @@ class ConsignWidget(QWidget):
     def _on_slider(self, value: int) -> None:
         self._alpha = value / 100
         self._update_alpha_text()
-        if self.viewer.dims.ndisplay == 3 and self.alpha_slider.isSliderDown():
-            if self._largest_band_volume() <= LIVE_3D_MAX_VOXELS:
-                self._apply_3d()
-        else:
-            self._apply_alpha()
+        self._apply_alpha()  # 2D: the plane on screen; 3D: colormaps only
         self._schedule_numbers()
 
     def _on_slider_released(self) -> None:
-        if self.viewer.dims.ndisplay == 3:
-            self._apply_3d.cancel()
-            self._apply_alpha()
         self._schedule_numbers(now=True)
 
-    def _largest_band_volume(self) -> int:
-        sizes = [int(np.prod(a.shape)) for a in self._analyses.values()]
-        return max(sizes, default=0)
-
     def _apply_alpha(self) -> None:
-        """Point every band layer at its Bands at the current alpha (no recomputation)."""
+        """Point every band layer at its Bands at the current alpha (no recomputation).
+
+        In 3D the labels layers that hide behind a code volume are left alone (they are
+        brought up to date when the view returns to 2D); the volumes get a new colormap."""
         run = self._run
+        three_d = self.viewer.dims.ndisplay == 3
+        self.volumes.set_alpha(self._alpha)
         for (lid, method), layer in list(self._band_layers.items()):
+            if three_d and self.volumes.layer((lid, method)) is not None:
+                continue
             image = self._images.get(lid)
             if image is None or layer not in self.viewer.layers:
                 continue
@@ -994,8 +996,22 @@ class ConsignWidget(QWidget):
                 method not in analysis.bands and method not in analysis.preview
             ):
                 continue
-            data = self._view(image, analysis, method)
-            layer.data = data
+            current = self._views.get((lid, method))  # ours, not napari's proxy of it
+            if (
+                isinstance(current, BandsView)
+                and method in analysis.bands
+                and current.bands is analysis.bands[method]
+                and current.ring == self.ring_mode
+            ):
+                # the same bands at another alpha: retarget the view and re-slice the plane on
+                # screen (assigning new data costs napari a dims update: ~40 ms a layer)
+                current.retarget(self._alpha)
+                layer.refresh()
+                data = current
+            else:
+                data = self._view(image, analysis, method)
+                layer.data = data
+                self._views[(lid, method)] = data
             update_band_metadata(layer, data.bands, self._alpha)
         self._update_disagreement()
 
@@ -1040,6 +1056,35 @@ class ConsignWidget(QWidget):
         for layer in self._band_layers.values():
             if layer in self.viewer.layers:
                 style_band_layer(layer, self.ring_mode, nd)
+        self._sync_volumes()
+        if nd == 2:
+            self._apply_alpha()  # the labels layers were left behind while in 3D
+
+    def _sync_volumes(self) -> None:
+        """3D: each finished method's bands as a code volume (one upload); 2D: labels."""
+        entries = {}
+        run = self._run
+        for (lid, method), layer in self._band_layers.items():
+            image, analysis = self._images.get(lid), self._analyses.get(lid)
+            if image is None or layer not in self.viewer.layers:
+                continue
+            running = run is not None and same_layer(run.image, image)
+            bands = None if running or analysis is None else analysis.bands.get(method)
+            entries[(lid, method)] = (layer, bands, method, image)
+        three_d = self.viewer.dims.ndisplay == 3
+        self.volumes.sync(entries, self._alpha, three_d, self._add_volume_layer)
+
+    def _add_volume_layer(self, codes: BandCodes, method: str, image: Any, key: Any) -> Any:
+        bands = self._analyses[key[0]].bands[method]
+        step = self.volumes.step_of(self._alpha)
+        name = f"napari-consign {method} step {step} #{id(codes)}"
+        return self.viewer.add_image(
+            codes.codes,
+            name=f"{band_layer_name(image.name, method)} (3D)",
+            colormap=step_colormap(method, codes.table[:, step], name),
+            metadata=band_metadata(image, method, bands, self._alpha, kind="bands-3d"),
+            **volume_layer_kwargs(codes, data_to_world_matrix(image)),
+        )
 
     # ================================================================== numbers
     def _schedule_numbers(self, now: bool = False) -> None:
@@ -1330,14 +1375,3 @@ def safe_file_stem(name: str) -> str:
 
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("._")
     return stem or "scan"
-
-
-def _throttled(func: Any, ms: int) -> Any:
-    """``superqt.utils.qthrottled`` (with ``cancel``), or the function itself if missing."""
-    try:
-        from superqt.utils import qthrottled
-
-        return qthrottled(func, timeout=ms)
-    except ImportError:  # pragma: no cover - superqt ships with napari
-        func.cancel = lambda: None
-        return func
