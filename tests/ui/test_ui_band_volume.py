@@ -80,6 +80,14 @@ def test_3d_tick_swaps_colormaps_and_uploads_no_volume(
     widget.set_methods(["crc", "coat"])
     widget.run()
     wait_done(qtbot, widget)
+    # the code volumes were computed in a worker after the run: going 3D only uploads them
+    qtbot.waitUntil(lambda: not widget._prep_job.running, timeout=60_000)
+    import napari_consign.ui.band_volume as band_volume
+
+    def not_again(*_args):
+        raise AssertionError("codes computed on the GUI thread at the switch to 3D")
+
+    monkeypatch.setattr(band_volume, "band_codes", not_again)
     viewer.dims.ndisplay = 3
     qtbot.wait(200)
     analysis = widget.analysis()

@@ -70,6 +70,7 @@ def stop_and_join(qtbot, widget) -> None:
     widget.cancel()
     job = widget._job
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
-    worker = getattr(job, "worker", None)
-    if worker is not None:
-        qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
+    for running in (job, widget._prep_job):
+        worker = getattr(running, "worker", None)
+        if worker is not None:
+            qtbot.waitUntil(lambda w=worker: not w.is_running, timeout=60_000)

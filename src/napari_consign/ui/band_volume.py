@@ -183,7 +183,31 @@ class VolumeBands:
         self.viewer = viewer
         self.alphas = np.asarray(slider_alphas, dtype=float)
         self._entries: dict[Any, dict] = {}  # key -> {"layer", "codes", "bands", "method"}
+        self._prepared: dict[int, tuple[Any, BandCodes | None]] = {}  # id(bands) -> codes
         self._step = 0
+
+    def prepare(self, bands_list: list[Any]) -> Any:
+        """A generator computing the code volumes of ``bands_list`` (run it in a worker after
+        an analysis, so the first 3D frame only uploads); yields once per method."""
+        todo = [b for b in bands_list if id(b) not in self._prepared]
+        for bands in todo:
+            codes = band_codes(bands, self.alphas)
+            self._prepared[id(bands)] = (bands, codes)
+            yield bands
+
+    def _codes_for(self, bands: Any) -> BandCodes | None:
+        held = self._prepared.get(id(bands))
+        if held is not None and held[0] is bands:
+            return held[1]
+        codes = band_codes(bands, self.alphas)
+        self._prepared[id(bands)] = (bands, codes)
+        return codes
+
+    def drop_prepared(self, keep: list[Any]) -> None:
+        """Forget prepared codes of bands not in ``keep`` (bands that were replaced)."""
+        alive = {id(b) for b in keep}
+        for key in [k for k in self._prepared if k not in alive]:
+            self._prepared.pop(key, None)
 
     def step_of(self, alpha: float) -> int:
         return int(np.argmin(np.abs(self.alphas - float(alpha))))
@@ -210,7 +234,7 @@ class VolumeBands:
                 self.remove(key)
                 entry = None
             if three_d and bands is not None and entry is None:
-                codes = band_codes(bands, self.alphas)
+                codes = self._codes_for(bands)
                 if codes is not None:
                     layer = add_layer(codes, method, image, key)
                     layer.visible = bool(labels.visible)

@@ -164,6 +164,7 @@ class ConsignWidget(QWidget):
         self._sampler_cache: dict = {}
         self._level_cache = _LevelCache(size=4)
         self._job: Job | None = None
+        self._prep_job: Job | None = None  # 3D code volumes computed after a run
         self._run: _Run | None = None
         self._model_files: tuple[Path, ...] = ()
         self._bundle_files: tuple[Path, ...] = ()
@@ -887,6 +888,16 @@ class ConsignWidget(QWidget):
         self._run = None
         self._job = None
         self._sync_volumes()  # 3D: the finished methods' code volumes
+        self._prepare_volumes()
+
+    def _prepare_volumes(self) -> None:
+        """Compute the 3D code volumes in a worker now (2D), so the first 3D frame only
+        uploads them."""
+        bands = [b for analysis in self._analyses.values() for b in analysis.bands.values()]
+        self.volumes.drop_prepared(bands)
+        if not bands or (self._prep_job is not None and self._prep_job.running):
+            return
+        self._prep_job = start_job(lambda _cancel: self.volumes.prepare(bands))
 
     def _rollback(self, run: _Run) -> None:
         """Remove what a failed or cancelled run added; restore layers it previewed into."""
@@ -1344,6 +1355,8 @@ class ConsignWidget(QWidget):
     # ================================================================== teardown
     def closeEvent(self, event: Any) -> None:
         self.cancel()
+        if self._prep_job is not None:
+            self._prep_job.cancel()
         self.disconnect_viewer()
         super().closeEvent(event)
 
