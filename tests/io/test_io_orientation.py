@@ -120,3 +120,29 @@ def test_superior_is_up_on_screen(make_napari_viewer):
     row, col = _show(viewer, layer, AXIAL)
     assert row > 0.5 and col > 0.5, (row, col)  # anterior up, patient left on screen right
     stop()
+
+
+def test_reader_alone_gives_radiological_views(make_napari_viewer, tmp_path):
+    """No widget: opening a scan with the plugin's reader sets the display; world coordinates
+    stay the physical LPS points SimpleITK gives."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(_phantom())
+    img.SetSpacing((0.8, 0.9, 2.5))  # x, y, z
+    img.SetOrigin((-100.0, -80.0, 30.0))
+    path = tmp_path / "marker.nii.gz"
+    sitk.WriteImage(img, str(path))
+
+    viewer = make_napari_viewer(show=True)
+    [layer] = viewer.open(str(path), plugin="napari-consign")
+    index = np.array(CENTRE)
+    physical = img.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in index[::-1]))
+    np.testing.assert_allclose(layer.data_to_world(index), physical[::-1], atol=1e-6)
+    layer.contrast_limits = (0, 1)
+    layer.interpolation2d = "nearest"
+    row, col = _show(viewer, layer, AXIAL)
+    assert row > 0.5 and col > 0.5, (row, col)  # anterior up, patient left on screen right
+    row, col = _show(viewer, layer, CORONAL)
+    assert row < 0.5 and col > 0.5, (row, col)  # superior up, patient left on screen right
+    row, col = _show(viewer, layer, SAGITTAL)
+    assert row < 0.5 and col > 0.5, (row, col)  # superior up, posterior on the right
