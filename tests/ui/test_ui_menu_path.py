@@ -12,7 +12,6 @@ import pytest
 from ui_helpers import consign_cases_npz, open_scan, wait_done
 
 SESSION = Path(__file__).with_name("menu_session.py")
-SHOTS = Path(os.environ.get("NAPARI_CONSIGN_SHOTS", "/tmp"))
 
 
 def test_menu_opened_widget_keeps_its_results(qtbot, viewer_widget, small_scan, notes):
@@ -62,6 +61,7 @@ def test_dock_fits_a_1366_by_768_screen(qtbot, viewer_widget, small_scan, tmp_pa
     from qtpy.QtCore import QPoint, QRect
 
     from napari_consign.ui.gl_safety import canvas_gl_widgets
+    from napari_consign.ui.main_widget import DOCK_WIDTH
 
     viewer, widget = viewer_widget
     open_scan(viewer, small_scan)
@@ -83,12 +83,13 @@ def test_dock_fits_a_1366_by_768_screen(qtbot, viewer_widget, small_scan, tmp_pa
     assert label.height() >= label.heightForWidth(label.width())  # no line cut off
     assert widget.legend_label.isVisible() and "COAT" in widget.legend_label.text()
     assert not widget.table.horizontalScrollBar().isVisible()
-    assert window.grab().save(str(SHOTS / "window_1366x768.png"))
+    shots = Path(os.environ.get("NAPARI_CONSIGN_SHOTS", tmp_path))
+    assert window.grab().save(str(shots / "window_1366x768.png"))
+    # the dock keeps to its preferred width (napari's own left docks may be wider when an
+    # earlier session widened them: their width is not ours to test)
     [canvas] = canvas_gl_widgets(widget)
-    assert canvas.width() >= 600 and canvas.width() > widget.width(), (
-        canvas.width(),
-        widget.width(),
-    )
+    assert widget.width() <= DOCK_WIDTH + 40, widget.width()
+    assert canvas.width() > widget.width(), (canvas.width(), widget.width())
 
 
 def test_methods_have_own_colours_legend_and_titled_panels(qtbot, viewer_widget, small_scan):
