@@ -390,7 +390,8 @@ def _screenshots(viewer, widget, image, truth, done, pair, out: Path, app, z: in
     files = [out / "window.png"]
     app.processEvents()
     viewer.screenshot(path=str(files[0]), canvas_only=False, flash=False)
-    overlay = viewer.text_overlay
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)  # napari >= 0.9
+    overlay = overlays.text if overlays is not None else viewer.text_overlay
     overlay.visible = True
     overlay.font_size = 9
     overlay.color = "white"
