@@ -79,8 +79,11 @@ def main(scan: str, npz: str, scenario: str) -> int:
     assert not widget.busy, "the run did not stop"
     assert fired["done"], "the scenario's moment never came"
     pump(app, viewer, 1.0)
-    shot = viewer.screenshot(canvas_only=True, flash=False)
-    assert shot.size > 0
+    shot = viewer.screenshot(canvas_only=True, flash=False)  # renders the scene again
+    if shot is None:  # seen once under heavy load: grab the window instead (a repaint too)
+        assert not widget.window().grab().isNull()
+    else:
+        assert shot.size > 0
     names = [layer.name for layer in viewer.layers]
     expected = [n for n in before if n != image.name] if scenario == "remove-scan" else before
     assert names == expected, (names, expected)
