@@ -17,10 +17,10 @@ from napari_consign.conformal.consign_decomposition import (
     as_channels,
     decompose_units,
 )
+from napari_consign.conformal.errors import Cancelled
 from napari_consign.models.reductions import KeepSamples, Moments, Reducer, TopK
 from napari_consign.models.sampler import (
     Sampler,
-    SamplingCancelled,
     SliceProgress,
     enable_mc_dropout,
     slice_order,
@@ -312,7 +312,7 @@ def test_cancel_stops_at_next_slice(tiny_unet, volume):
     gen = Sampler(tiny_unet, n_samples=2, device="cpu").iter_volume(volume, cancel=ev)
     assert next(gen).done == 1
     ev.set()
-    with pytest.raises(SamplingCancelled, match="after 1 of 5 slices"):
+    with pytest.raises(Cancelled, match="after 1 of 5 slices"):
         next(gen)
     assert not any(m.training for m in tiny_unet.modules())  # modes restored
 

@@ -136,14 +136,12 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
         masks = (m != 0).astype(np.uint8)
 
-    from ..models.device import DeviceError
+    from ..conformal.device import DeviceError, resolve_device
     from ..models.loading import ModelLoadError, load_builtin_model, load_model
     from ..models.reductions import KeepSamples
     from ..models.sampler import Sampler
 
     try:
-        from ..models.device import resolve_device
-
         device = resolve_device(args.device)
         paths = args.model or []
         models = [load_model(p, device=device) for p in paths] or [load_builtin_model(device)]

@@ -44,6 +44,7 @@ from .consign_linesearch import (
     reduce_boxes,
     vertex_fractions,
 )
+from .device import resolve_device
 from .errors import ConformalInputError
 from .set_metrics import SCORE_TOLERANCE, check_beta
 
@@ -95,21 +96,6 @@ class SearchSettings:
         return cls(**{"strategy": "adam", "n_lhs": 1000, "n_starts": 10, **changes})
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``torch.device`` for ``device`` (``"auto"``: CUDA when present); clear error otherwise."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConformalInputError(
-            f"unknown torch device {device!r}; use cpu, cuda or auto"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConformalInputError(f"device {device!r} requested but CUDA is not available; use cpu")
-    return dev
-
-
 def lhs_points(k: int, n: int, seed: int | Sequence[int]) -> np.ndarray:
     """``n`` Latin-hypercube points in ``[0, 1)^k``, reproducible from ``seed``."""
     rng = np.random.default_rng(np.random.SeedSequence(seed))
@@ -138,7 +124,7 @@ class MembershipChecker:
             raise ConformalInputError("no units to check")
         self.beta = check_beta(beta)
         self.settings = settings or SearchSettings()
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, float64=True)
         self._budget = self.settings.max_elements or (
             1 << (26 if self.device.type == "cuda" else 22)
         )

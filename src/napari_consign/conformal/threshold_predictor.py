@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models.device import DeviceError, resolve_device
 from .coat_loss import coat_loss, to_score_space
+from .device import DeviceError, resolve_device
 from .errors import Cancelled, ConformalInputError
 from .errors import is_cancelled as _is_cancelled
 from .oracle import oracle_threshold, sorted_gt_scores
@@ -315,7 +315,7 @@ def train_predictor(
     """Train f_D on units with non-empty masks (empty ones are skipped).
 
     ``device`` is a torch device string or ``"auto"`` (CUDA, then MPS, then CPU; see
-    :func:`~napari_consign.models.device.resolve_device`); one that does not exist or does
+    :func:`~napari_consign.conformal.device.resolve_device`); one that does not exist or does
     not work raises :class:`ConformalInputError`. On CPU, training runs on ``threads`` torch
     threads (default 1: this small network trains several times faster on one thread than on
     two contended cores, see the README).
@@ -334,7 +334,7 @@ def training_device(device: str | torch.device | None) -> torch.device:
     try:
         return resolve_device(device)
     except DeviceError as exc:
-        raise ConformalInputError(f"threshold predictor device: {exc}") from None
+        raise DeviceError(f"threshold predictor device: {exc}") from None
 
 
 def _train(inputs, scores, masks, config, device, progress, cancel) -> TrainedPredictor:
