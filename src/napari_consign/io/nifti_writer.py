@@ -26,8 +26,7 @@ import numpy as np
 
 from .errors import GeometryWarning, WriteRefusedError, sitk_reason
 from .geometry import Geometry
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+from .readers import NIFTI_SUFFIXES
 
 
 def _same_file(a: Path, b: Path) -> bool:
