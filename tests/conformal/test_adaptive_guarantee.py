@@ -16,6 +16,9 @@ from napari_consign.conformal.metrics import fnr, inner_loss
 from napari_consign.conformal.threshold_predictor import PredictorConfig
 from napari_consign.synthetic import lesion_cases
 
+#: Many random calibration/test splits: run with the full suite, left out of -m 'not slow'.
+pytestmark = pytest.mark.slow
+
 TRIALS, N_CAL, N_TEST, ALPHA = 300, 40, 40, 0.1
 
 

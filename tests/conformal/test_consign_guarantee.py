@@ -28,6 +28,9 @@ from napari_consign.conformal.consign_calibration import (
 from napari_consign.conformal.consign_decomposition import box_centre_and_radius, decompose_units
 from napari_consign.conformal.consign_membership import MembershipChecker, SearchSettings
 
+#: Many random calibration/test splits: run with the full suite, left out of -m 'not slow'.
+pytestmark = pytest.mark.slow
+
 TRIALS, N_CAL, N_TEST, ALPHA, BETA = 200, 9, 10, 0.2, 0.9
 SIZE, N_SAMPLES, K = 8, 6, 2
 SEARCH = SearchSettings(n_lhs=64, n_starts=4, max_steps=100, patience=20)
