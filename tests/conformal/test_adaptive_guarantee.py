@@ -1,4 +1,4 @@
-"""COAT's and AT's guarantee over many random calibration/test draws (METHODS.md 3.3, 4.4,
+"""COAT's and AT's guarantee over many random calibration/test draws (docs/methods.md §3.3, 4.4,
 oracle test 3).
 
 f_D is trained once on independent units and then fixed: validity needs only that f_D never

@@ -1,4 +1,4 @@
-"""CONSIGN decomposition, box, envelope and sampling (METHODS.md 5.1, 5.2, 5.5, 9 item 9)."""
+"""CONSIGN decomposition, box, envelope and sampling (docs/methods.md §5.1, 5.2, 5.5, 9 item 9)."""
 
 import itertools
 

@@ -1,6 +1,6 @@
 """CONSIGN's guarantee, checked statistically over many random calibration/test draws.
 
-Theory (METHODS.md 5.2, 5.4; CRC with 0/1 losses): for exchangeable units,
+Theory (docs/methods.md §5.2, 5.4; CRC with 0/1 losses): for exchangeable units,
 ``P[lambda_test* <= lambda_hat] >= 1 - alpha``, where ``lambda_test*`` is the test unit's own
 witness level by the same seeded search as the calibration units'. A witness at any
 ``lam <= lambda_hat`` lies inside the (concentric, larger) box at ``lambda_hat``, so the ground

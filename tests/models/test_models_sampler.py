@@ -248,7 +248,7 @@ def test_3d_run_never_holds_all_samples(tiny_unet, consign):
 
 def test_topk_units_are_consigns_decomposition(tiny_unet, volume):
     """The streamed per-slice decomposition is exactly CONSIGN's decomposition of the samples,
-    and equals an explicit SVD of the two-channel samples [1 - p, p] (METHODS.md 5.1)."""
+    and equals an explicit SVD of the two-channel samples [1 - p, p] (docs/methods.md §5.1)."""
     ns, k = 6, 3
     out = Sampler(tiny_unet, n_samples=ns, device="cpu", seed=2).run(
         volume, [TopK(k), KeepSamples(dtype=np.float32)]

@@ -1,6 +1,6 @@
 """CONSIGN: conformal segmentation sets informed by spatial groupings via decomposition.
 
-Viti, Karabelas, Holler (ICLR 2026), re-implemented from METHODS.md 5. Per image, the ``N_s``
+Viti, Karabelas, Holler (ICLR 2026), re-implemented from docs/methods.md §5. Per image, the ``N_s``
 Monte-Carlo samples are decomposed (top-``K`` principal components, :mod:`.consign_decomposition`);
 the set at level ``lam`` is every segmentation beta-equal (macro recall over the ground-truth
 labels ``> beta``) to some ``P(mu + U_K c)`` with ``c`` in a box scaled by ``lam``.

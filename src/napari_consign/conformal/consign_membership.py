@@ -11,7 +11,7 @@ them. Two strategies (:class:`SearchSettings`):
   then coordinate ascent on the hard score itself from the ``n_starts`` best, by line scans
   along the axes and fixed oblique directions, on the small problem of the pixels whose label
   can change in the box. Units stop as soon as one point passes.
-* ``"adam"``: the authors' procedure (METHODS.md 5.3): LHS points hard-checked, the best
+* ``"adam"``: the authors' procedure (docs/methods.md §5.3): LHS points hard-checked, the best
   ``n_starts`` by the soft per-class recall (softmax at temperature 1e-4) refined by projected
   Adam (lr 1, patience 50, at most ``max_steps``), every visited point hard-checked. Kept as
   the reference the fast strategy is measured against (``benchmarks/bench_consign_fidelity.py``).
@@ -50,7 +50,7 @@ from .set_metrics import SCORE_TOLERANCE, check_beta
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
-_SOFT_EPS = 1e-6  # smoothing of the soft per-class recall (METHODS.md 5.3)
+_SOFT_EPS = 1e-6  # smoothing of the soft per-class recall (docs/methods.md §5.3)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class SearchSettings:
 
     @classmethod
     def authors(cls, **changes) -> SearchSettings:
-        """The authors' procedure for medical data (METHODS.md 5.3), with a 1,000-step cap."""
+        """The authors' procedure for medical data (docs/methods.md §5.3), with a 1,000-step cap."""
         return cls(**{"strategy": "adam", "n_lhs": 1000, "n_starts": 10, **changes})
 
 

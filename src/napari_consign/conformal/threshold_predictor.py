@@ -7,8 +7,8 @@ alphas, so one network serves every position of the slider (beyond the paper). T
 seeded and reproducible, reports progress per epoch, keeps the best weights on a validation
 split (early stopping) and can be cancelled.
 
-Objectives: ``"coat"`` minimises the differentiable miscoverage loss (METHODS.md 4.2);
-``"at"`` regresses AT's oracle thresholds with MSE (METHODS.md 3).
+Objectives: ``"coat"`` minimises the differentiable miscoverage loss (docs/methods.md §4.2);
+``"at"`` regresses AT's oracle thresholds with MSE (docs/methods.md §3).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .oracle import oracle_threshold, sorted_gt_scores
 ProgressCallback = Callable[[int, int, float, float], None]
 
 #: Default COAT temperature T per score space: 0.05 on probabilities (the paper's form,
-#: METHODS.md 4.2) and 0.5 on logits (the project's logit-space option; a logit has slope 4 at
+#: docs/methods.md §4.2) and 0.5 on logits (the project's logit-space option; a logit has slope 4 at
 #: p = 0.5, so this is about T = 0.125 there and much sharper near 0 and 1).
 TEMPERATURES = {"probability": 0.05, "logit": 0.5}
 
