@@ -24,8 +24,8 @@ from ..conformal.dataset import SegmentationSet
 from ..conformal.evaluation import aggregate, split_metrics, split_sizes
 from ..conformal.metrics import tpr
 from ..conformal.registry import METHODS, MethodOptions, make_method
+from ..io.safe_write import MARKDOWN_MARKER, REPORT_KEY, check_target, write_text
 from ..npz_contract import load_segmentation_set
-from ..safe_write import MARKDOWN_MARKER, REPORT_KEY, check_target, write_text
 from .errors import CLIError
 from .options import (
     add_method_arguments,

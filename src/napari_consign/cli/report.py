@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..io.safe_write import check_target, write_atomically
 from .errors import CLIError
 
 PLOTS = ("coverage_per_image.png", "coverage_vs_alpha.png", "band_size_vs_alpha.png")
@@ -130,7 +131,7 @@ def markdown(report: dict, plots: list[Path] = (), relative_to: Path | None = No
 def plots(report: dict, folder: Path, overwrite: bool = False) -> list[Path]:
     """Write the three PNG plots of ``report`` into ``folder``; returns their paths.
 
-    Each is written atomically and verified (:mod:`napari_consign.safe_write`); an existing
+    Each is written atomically and verified (:mod:`napari_consign.io.safe_write`); an existing
     file is replaced only with ``overwrite`` and only if it is a PNG.
     """
     try:
@@ -220,8 +221,6 @@ def plots(report: dict, folder: Path, overwrite: bool = False) -> list[Path]:
 
 def _save(fig, path: Path, overwrite: bool) -> None:
     import matplotlib.pyplot as plt
-
-    from ..safe_write import check_target, write_atomically
 
     def verify(tmp: Path) -> None:
         with open(tmp, "rb") as f:

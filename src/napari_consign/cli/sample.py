@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..cases import CasesError, check_finite, check_mask_values, check_same_grid
+    from ..io.safe_write import check_target, write_npz
     from ..models.loading import model_settings_id
-    from ..safe_write import check_target, write_npz
 
     out = Path(args.out)
     model_paths = [Path(p) for p in (args.model or [])]
