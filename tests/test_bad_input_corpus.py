@@ -25,8 +25,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from napari_consign import cli, safe_write
+from napari_consign import cli
 from napari_consign.analysis import bundled_bundle_path
+from napari_consign.io import safe_write
 from napari_consign.models.loading import builtin_model_files
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

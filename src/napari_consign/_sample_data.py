@@ -7,8 +7,9 @@ imports (SimpleITK) happen inside the functions. Provenance: ``sample_data/READM
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
+
+from .shipped import sample_data_path
 
 __all__ = [
     "demo_scan",
@@ -23,18 +24,6 @@ DEMO_SCAN = "demo_scan.nii.gz"
 DEMO_MASK = "demo_mask.nii.gz"
 DEMO_DICOM = "demo_dicom"
 CASES_2D = "cases2d.npz"
-
-
-def sample_data_path(name: str) -> Path:
-    """Filesystem path of a shipped sample-data file or folder."""
-    res = files("napari_consign") / "sample_data" / name
-    path = Path(str(res))
-    if not path.exists():
-        raise FileNotFoundError(
-            f"sample data {name!r} not found at {path}; see sample_data/README.md to rebuild "
-            "it (scripts/make_sample_data.py, scripts/train_model.py)"
-        )
-    return path
 
 
 def read_scan(path: str | Path):

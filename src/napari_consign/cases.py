@@ -1,4 +1,4 @@
-"""Labelled scans on disk: the pairing rule, their 2D units, and sampling one scan.
+"""Labelled scans on disk: the pairing rule and their 2D units (sampling: ``scan_sampling``).
 
 Pairing rule (the widget's "calibrate now" and ``napari-consign calibrate`` alike):
 
@@ -12,12 +12,11 @@ silently skipped. A mask must lie on its image's voxel grid. Each axial slice wh
 not empty becomes one 2D unit (slices without structure have no defined coverage; the
 evaluation excludes empty masks too); all scans must share one in-plane size.
 
-Nothing here imports Qt or napari; torch and SimpleITK are imported inside the functions.
+Nothing here imports Qt, napari or torch; SimpleITK is imported when a scan is read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ import numpy as np
 
 from .conformal.dataset import SegmentationSet
 from .conformal.errors import ConformalInputError
+from .io.readers import NIFTI_SUFFIXES
 
 MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "_gt")
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 class CasesError(ConformalInputError):
@@ -238,56 +237,3 @@ def stack_sets(sets: list[SegmentationSet]) -> SegmentationSet:
         np.concatenate([s.masks for s in sets]),
         joined([s.images for s in sets]),
     )
-
-
-def scan_seed(seed: int, index: int) -> int:
-    """The sampling seed of scan number ``index``: fixed, whichever worker samples it."""
-    return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1)[0] >> 1)
-
-
-#: The loaded sampler of this process, keyed by model paths, mode, N_s and device.
-_SAMPLERS: dict[tuple, Any] = {}
-
-
-@dataclass(frozen=True)
-class ScanJob:
-    """One labelled scan to sample: its paths, seed and the sampler settings."""
-
-    index: int
-    image: Path
-    mask: Path
-    seed: int
-    model_paths: tuple[Path, ...]
-    mode: str
-    n_samples: int
-    device: str
-    keep_samples: bool
-
-
-def sample_scan(job: ScanJob, _shared: Any = None) -> dict:
-    """Sample the slices with structure of one scan (a job of :func:`.parallel.map_jobs`).
-
-    Returns ``{"name", "n_empty", "n_units", "data", "identity"}``; ``data`` is a
-    :class:`SegmentationSet` (None when every slice is empty), without the samples unless
-    ``job.keep_samples``. One torch thread, so the numbers do not depend on the worker layout.
-    """
-    from .analysis import ModelSpec, build_sampler
-    from .pipeline import sample_cases
-
-    images, masks, n_empty = read_pair(job.image, job.mask)
-    out = {"name": job.image.name, "n_empty": n_empty, "n_units": len(images), "data": None}
-    if len(images) == 0:
-        return out
-    key = (job.model_paths, job.mode, job.n_samples, job.device)
-    if key not in _SAMPLERS:  # load each model once per process, not once per scan
-        _SAMPLERS.clear()
-        _SAMPLERS[key] = build_sampler(ModelSpec(*key))
-    sampler = _SAMPLERS[key]
-    sampler.seed = job.seed  # dropout masks are drawn per slice from (seed, z) only
-    sampler.num_threads = 1
-    data = sample_cases(sampler, images, masks)
-    if not job.keep_samples:
-        data = SegmentationSet(None, data.scores, data.masks, data.images)
-    out["data"] = data
-    out["identity"] = sampler.identity
-    return out

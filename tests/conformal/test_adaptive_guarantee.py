@@ -1,4 +1,4 @@
-"""COAT's and AT's guarantee over many random calibration/test draws (METHODS.md 3.3, 4.4,
+"""COAT's and AT's guarantee over many random calibration/test draws (docs/methods.md §3.3, 4.4,
 oracle test 3).
 
 f_D is trained once on independent units and then fixed: validity needs only that f_D never
@@ -15,6 +15,9 @@ from napari_consign.conformal.adaptive import AT, COAT
 from napari_consign.conformal.metrics import fnr, inner_loss
 from napari_consign.conformal.threshold_predictor import PredictorConfig
 from napari_consign.synthetic import lesion_cases
+
+#: Many random calibration/test splits: run with the full suite, left out of -m 'not slow'.
+pytestmark = pytest.mark.slow
 
 TRIALS, N_CAL, N_TEST, ALPHA = 300, 40, 40, 0.1
 

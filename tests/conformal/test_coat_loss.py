@@ -1,4 +1,4 @@
-"""COAT's soft-TPR loss and AT's oracle thresholds (METHODS.md 3, 4.2; oracle tests 5, 6)."""
+"""COAT's soft-TPR loss and AT's oracle thresholds (docs/methods.md §3, 4.2; oracle tests 5, 6)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""CONSIGN decomposition, box, envelope and sampling (METHODS.md 5.1, 5.2, 5.5, 9 item 9)."""
+"""CONSIGN decomposition, box, envelope and sampling (docs/methods.md §5.1, 5.2, 5.5, 9 item 9)."""
 
 import itertools
 
@@ -376,7 +376,7 @@ def test_bad_input_gets_clear_errors():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_cuda():
-    with pytest.raises(ConformalInputError, match="CUDA is not available; use cpu"):
+    with pytest.raises(ConformalInputError, match="CUDA is not available"):
         CONSIGN(MethodOptions(device="cuda"))
     with pytest.raises(ConformalInputError, match="CUDA is not available"):
         CONSIGN(MethodOptions(device="cuda:0"))

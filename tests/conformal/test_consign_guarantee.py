@@ -1,6 +1,6 @@
 """CONSIGN's guarantee, checked statistically over many random calibration/test draws.
 
-Theory (METHODS.md 5.2, 5.4; CRC with 0/1 losses): for exchangeable units,
+Theory (docs/methods.md §5.2, 5.4; CRC with 0/1 losses): for exchangeable units,
 ``P[lambda_test* <= lambda_hat] >= 1 - alpha``, where ``lambda_test*`` is the test unit's own
 witness level by the same seeded search as the calibration units'. A witness at any
 ``lam <= lambda_hat`` lies inside the (concentric, larger) box at ``lambda_hat``, so the ground
@@ -27,6 +27,9 @@ from napari_consign.conformal.consign_calibration import (
 )
 from napari_consign.conformal.consign_decomposition import box_centre_and_radius, decompose_units
 from napari_consign.conformal.consign_membership import MembershipChecker, SearchSettings
+
+#: Many random calibration/test splits: run with the full suite, left out of -m 'not slow'.
+pytestmark = pytest.mark.slow
 
 TRIALS, N_CAL, N_TEST, ALPHA, BETA = 200, 9, 10, 0.2, 0.9
 SIZE, N_SAMPLES, K = 8, 6, 2

@@ -1,4 +1,4 @@
-"""The fast membership search against a slow exhaustive reference (METHODS.md 5.3).
+"""The fast membership search against a slow exhaustive reference (docs/methods.md §5.3).
 
 The reference hard-checks a dense grid of every box (with its vertices), computing the
 beta-score in numpy from the decomposition alone. The fast search must never declare "not a

@@ -120,7 +120,7 @@ def test_against_mapie(seed):
     lam_mapie = float(np.ravel(controller.best_predict_param)[0])
     # A grid loop with strict '>' reproduces MAPIE exactly ...
     assert grid_outer_threshold(probs, labels, alpha, grid) == pytest.approx(lam_mapie)
-    # ... and the exact threshold lies in (lam_M, lam_M + step] (METHODS.md 2.2).
+    # ... and the exact threshold lies in (lam_M, lam_M + step] (docs/methods.md §2.2).
     tau = CRC().fit(probs, labels).outer_threshold(alpha)
     assert lam_mapie < tau <= lam_mapie + 0.01 + 1e-12
     # Same per-image risks: 1 - recall with p > lam at MAPIE's answer.

@@ -14,6 +14,9 @@ from napari_consign.conformal import CRC
 from napari_consign.conformal.metrics import fnr, inner_loss
 from napari_consign.synthetic import lesion_cases
 
+#: Many random calibration/test splits: run with the full suite, left out of -m 'not slow'.
+pytestmark = pytest.mark.slow
+
 TRIALS, N_CAL, N_TEST = 500, 40, 40
 
 

@@ -11,7 +11,7 @@ from napari_consign.conformal.metrics import (
 
 
 def test_coverage_gap_oracle():
-    # METHODS.md 9.7: two all-positive 1-pixel units predicted {0, 1}, target 0.5.
+    # docs/methods.md §9.7: two all-positive 1-pixel units predicted {0, 1}, target 0.5.
     t = [tpr(np.array([False]), np.array([1])), tpr(np.array([True]), np.array([1]))]
     assert marginal_coverage(t) == 0.5
     assert coverage_gap(t, alpha=0.5) == 0.5

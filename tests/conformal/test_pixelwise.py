@@ -1,4 +1,4 @@
-"""Pixel-wise APS baseline with the beta-loss (METHODS.md 6), and CONSIGN vs PW set sizes."""
+"""Pixel-wise APS baseline with the beta-loss (docs/methods.md §6), and CONSIGN vs PW set sizes."""
 
 import numpy as np
 import pytest

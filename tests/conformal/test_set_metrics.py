@@ -1,4 +1,4 @@
-"""Beta-equality score, sEC, Chao1 and mean Pearson correlation (METHODS.md 5.2, 7)."""
+"""Beta-equality score, sEC, Chao1 and mean Pearson correlation (docs/methods.md §5.2, 7)."""
 
 import numpy as np
 import pytest

@@ -13,7 +13,7 @@ from models_helpers import make_tiny_unet
 from napari_consign import _sample_data as sd
 from napari_consign.cli import sample
 from napari_consign.cli.errors import CLIError
-from napari_consign.safe_write import OutputError
+from napari_consign.io.safe_write import OutputError
 
 
 def _run(argv: list[str]) -> int:

@@ -17,10 +17,10 @@ from napari_consign.conformal.consign_decomposition import (
     as_channels,
     decompose_units,
 )
+from napari_consign.conformal.errors import Cancelled
 from napari_consign.models.reductions import KeepSamples, Moments, Reducer, TopK
 from napari_consign.models.sampler import (
     Sampler,
-    SamplingCancelled,
     SliceProgress,
     enable_mc_dropout,
     slice_order,
@@ -248,7 +248,7 @@ def test_3d_run_never_holds_all_samples(tiny_unet, consign):
 
 def test_topk_units_are_consigns_decomposition(tiny_unet, volume):
     """The streamed per-slice decomposition is exactly CONSIGN's decomposition of the samples,
-    and equals an explicit SVD of the two-channel samples [1 - p, p] (METHODS.md 5.1)."""
+    and equals an explicit SVD of the two-channel samples [1 - p, p] (docs/methods.md §5.1)."""
     ns, k = 6, 3
     out = Sampler(tiny_unet, n_samples=ns, device="cpu", seed=2).run(
         volume, [TopK(k), KeepSamples(dtype=np.float32)]
@@ -312,7 +312,7 @@ def test_cancel_stops_at_next_slice(tiny_unet, volume):
     gen = Sampler(tiny_unet, n_samples=2, device="cpu").iter_volume(volume, cancel=ev)
     assert next(gen).done == 1
     ev.set()
-    with pytest.raises(SamplingCancelled, match="after 1 of 5 slices"):
+    with pytest.raises(Cancelled, match="after 1 of 5 slices"):
         next(gen)
     assert not any(m.training for m in tiny_unet.modules())  # modes restored
 

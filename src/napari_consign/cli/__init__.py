@@ -45,10 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Errors that mean bad input (exit code 2, one line), by module, for those whose module
 #: imports torch: they can only have been raised if their module was loaded.
-_LAZY_INPUT_ERRORS = (
-    ("napari_consign.models.device", "DeviceError"),
-    ("napari_consign.models.loading", "ModelLoadError"),
-)
+_LAZY_INPUT_ERRORS = (("napari_consign.models.loading", "ModelLoadError"),)
 
 
 def _input_error_types() -> tuple[type[BaseException], ...]:

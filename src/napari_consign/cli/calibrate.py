@@ -106,9 +106,9 @@ def _from_npz(args, needs_training: bool):
 def run(args: argparse.Namespace) -> int:
     from ..calibration import save_bundle
     from ..cases import stack_sets
+    from ..io.safe_write import check_target
     from ..models.loading import model_settings_id
     from ..pipeline import fit_methods
-    from ..safe_write import check_target
 
     names = parse_methods(args.methods)
     options = method_options(args)

@@ -161,7 +161,7 @@ class _Display:
 
 def _prepare_scan(work: Path, slices: tuple[int, int] | None) -> tuple[Path, Path]:
     """Paths of the demo scan and mask, cropped to ``slices`` (written into ``work``)."""
-    from .._sample_data import sample_data_path
+    from ..shipped import sample_data_path
 
     scan, mask = sample_data_path("demo_scan.nii.gz"), sample_data_path("demo_mask.nii.gz")
     if slices is None:
@@ -181,7 +181,7 @@ def _prepare_scan(work: Path, slices: tuple[int, int] | None) -> tuple[Path, Pat
 
 def _calibration(widget, methods: list[str], bundles: Path | None) -> str:
     from .. import analysis as an
-    from .._sample_data import sample_data_path
+    from ..shipped import sample_data_path
 
     if bundles is not None:
         files = [bundles / f"{m}.npz" for m in methods]

@@ -24,8 +24,8 @@ from ..conformal.dataset import SegmentationSet
 from ..conformal.evaluation import aggregate, split_metrics, split_sizes
 from ..conformal.metrics import tpr
 from ..conformal.registry import METHODS, MethodOptions, make_method
+from ..io.safe_write import MARKDOWN_MARKER, REPORT_KEY, check_target, write_text
 from ..npz_contract import load_segmentation_set
-from ..safe_write import MARKDOWN_MARKER, REPORT_KEY, check_target, write_text
 from .errors import CLIError
 from .options import (
     add_method_arguments,
@@ -37,27 +37,8 @@ from .options import (
     parse_methods,
     positive_int,
 )
+from .report import PLOTS, format_table, markdown, plots
 from .scans import add_sampling_arguments, sample_folders
-
-#: Metrics shown in the printed table: key, column title, number format.
-TABLE_COLUMNS = (
-    ("marginal_coverage", "coverage", ".4f"),
-    ("coverage_gap", "gap", ".4f"),
-    ("mean_fnr", "FNR", ".4f"),
-    ("inner_loss", "inner loss", ".4f"),
-    ("outer_area", "outer px", ".1f"),
-    ("inner_area", "inner px", ".1f"),
-)
-#: Set metrics of CONSIGN and the pixel-wise baseline, shown when a method reports them, then
-#: the calibrated lambda-hat and CONSIGN's calibration time (cost next to benefit).
-SET_COLUMNS = (
-    ("set_coverage", "set coverage", ".4f"),
-    ("sEC_100", "sEC (100)", ".4f"),
-    ("chao1_100", "Chao1 (100)", ".1f"),
-    ("corr_100", "corr (100)", ".3f"),
-    ("lambda_hat", "lambda-hat", ".3f"),
-    ("calibration_s", "calibration (s)", ".2f"),
-)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -152,45 +133,6 @@ def run_split(job: SplitJob, data: SegmentationSet) -> dict:
     return {"metrics": metrics, "tprs": tprs}
 
 
-def split_unit(report: dict) -> str:
-    """What the split sizes count: "units", or "scans" when whole scans were split."""
-    return "scans" if report.get("split_by") == "scan" else "units"
-
-
-def format_table(report: dict) -> str:
-    """A readable table: mean (SD) over splits for every method."""
-    head = f"{'method':<10}" + "".join(f"{title:>20}" for _, title, _ in TABLE_COLUMNS)
-    lines = [
-        f"alpha = {report['alpha']:g}, {report['splits']} splits (seed {report['seed']}), "
-        f"n = {report['n_units']} units: train {report['n_train']} / cal {report['n_cal']} / "
-        f"test {report['n_test']} {split_unit(report)}",
-        head,
-        "-" * len(head),
-    ]
-    for name, metrics in report["methods"].items():
-        cells = "".join(
-            f"{metrics[key]['mean']:{fmt}} ({metrics[key]['sd']:{fmt}})".rjust(20)
-            for key, _, fmt in TABLE_COLUMNS
-        )
-        lines.append(f"{name:<10}{cells}")
-        extra = [c for c in SET_COLUMNS if c[0] in metrics]
-        if extra:
-            lines.append(
-                f"{'':<10}"
-                + "".join(
-                    f"{title}: {metrics[key]['mean']:{fmt}} ({metrics[key]['sd']:{fmt}})  "
-                    for key, title, fmt in extra
-                ).rstrip()
-            )
-        cal_empty, test_empty = metrics["n_cal_empty"]["mean"], metrics["n_test_empty"]["mean"]
-        if cal_empty + test_empty:
-            lines.append(
-                f"{'':<10}excluded empty masks per split: cal {cal_empty:.1f}, "
-                f"test {test_empty:.1f}"
-            )
-    return "\n".join(lines)
-
-
 def _scan_split(
     rng: np.random.Generator, units_per_scan: np.ndarray, sizes
 ) -> tuple[np.ndarray, int, int]:
@@ -260,8 +202,6 @@ def run(args: argparse.Namespace) -> int:
         write_text(args.json, json.dumps(report, indent=2), replace=args.overwrite)
         print(f"report written to {args.json}", file=sys.stderr)
     if args.markdown is not None or args.plots is not None:
-        from .report import markdown, plots
-
         written = plots(report, args.plots, args.overwrite) if args.plots is not None else []
         for path in written:
             print(f"plot written to {path}", file=sys.stderr)
@@ -274,8 +214,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any work, an output that would replace an input or a user's file."""
-    from .report import PLOTS
-
     inputs = [args.samples] if args.samples is not None else []
     for target in (args.json, args.markdown):
         if target is not None:

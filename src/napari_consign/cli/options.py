@@ -135,7 +135,7 @@ def check_device(text: str) -> str:
 
     :class:`CLIError` when it does not exist or fails a test allocation.
     """
-    from ..models.device import DeviceError, resolve_device
+    from ..conformal.device import DeviceError, resolve_device
 
     try:
         return str(resolve_device(text))

@@ -78,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from ..calibration import bundle_levels, check_sampling, read_bundle_header, serve_alpha
     from ..cases import check_finite
     from ..io import read_volume
+    from ..io.safe_write import REPORT_KEY, check_target, write_text
     from ..io.volume import strip_suffix
     from ..models.loading import model_settings_id
     from ..parallel import progress_bar
-    from ..safe_write import REPORT_KEY, check_target, write_text
 
     alphas = parse_alphas(args.alpha)
     if not args.scan.exists():

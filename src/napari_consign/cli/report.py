@@ -1,8 +1,8 @@
-"""The evaluation report as Markdown tables and PNG plots (the papers' tables and figures).
+"""The evaluation report as a printed table, Markdown tables and PNG plots.
 
-:func:`markdown` renders the JSON report of ``napari-consign evaluate``: one table of every
-method at every alpha, mean (SD) over splits. :func:`plots` draws, with matplotlib's Agg
-backend (no display needed; imported only here):
+:func:`format_table` is the table ``napari-consign evaluate`` prints; :func:`markdown` renders
+its JSON report: one table of every method at every alpha, mean (SD) over splits.
+:func:`plots` draws, with matplotlib's Agg backend (no display needed; imported only here):
 
 * ``coverage_per_image.png``: the distribution of per-image coverage (outer-band TPR) of the
   test images of all splits, per method, at the main alpha, against 1 - alpha;
@@ -17,10 +17,69 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..io.safe_write import check_target, write_atomically
 from .errors import CLIError
-from .evaluate import SET_COLUMNS, TABLE_COLUMNS, split_unit
 
 PLOTS = ("coverage_per_image.png", "coverage_vs_alpha.png", "band_size_vs_alpha.png")
+
+#: Metrics shown in the printed table: key, column title, number format.
+TABLE_COLUMNS = (
+    ("marginal_coverage", "coverage", ".4f"),
+    ("coverage_gap", "gap", ".4f"),
+    ("mean_fnr", "FNR", ".4f"),
+    ("inner_loss", "inner loss", ".4f"),
+    ("outer_area", "outer px", ".1f"),
+    ("inner_area", "inner px", ".1f"),
+)
+#: Set metrics of CONSIGN and the pixel-wise baseline, shown when a method reports them, then
+#: the calibrated lambda-hat and CONSIGN's calibration time (cost next to benefit).
+SET_COLUMNS = (
+    ("set_coverage", "set coverage", ".4f"),
+    ("sEC_100", "sEC (100)", ".4f"),
+    ("chao1_100", "Chao1 (100)", ".1f"),
+    ("corr_100", "corr (100)", ".3f"),
+    ("lambda_hat", "lambda-hat", ".3f"),
+    ("calibration_s", "calibration (s)", ".2f"),
+)
+
+
+def split_unit(report: dict) -> str:
+    """What the split sizes count: "units", or "scans" when whole scans were split."""
+    return "scans" if report.get("split_by") == "scan" else "units"
+
+
+def format_table(report: dict) -> str:
+    """A readable table: mean (SD) over splits for every method."""
+    head = f"{'method':<10}" + "".join(f"{title:>20}" for _, title, _ in TABLE_COLUMNS)
+    lines = [
+        f"alpha = {report['alpha']:g}, {report['splits']} splits (seed {report['seed']}), "
+        f"n = {report['n_units']} units: train {report['n_train']} / cal {report['n_cal']} / "
+        f"test {report['n_test']} {split_unit(report)}",
+        head,
+        "-" * len(head),
+    ]
+    for name, metrics in report["methods"].items():
+        cells = "".join(
+            f"{metrics[key]['mean']:{fmt}} ({metrics[key]['sd']:{fmt}})".rjust(20)
+            for key, _, fmt in TABLE_COLUMNS
+        )
+        lines.append(f"{name:<10}{cells}")
+        extra = [c for c in SET_COLUMNS if c[0] in metrics]
+        if extra:
+            lines.append(
+                f"{'':<10}"
+                + "".join(
+                    f"{title}: {metrics[key]['mean']:{fmt}} ({metrics[key]['sd']:{fmt}})  "
+                    for key, title, fmt in extra
+                ).rstrip()
+            )
+        cal_empty, test_empty = metrics["n_cal_empty"]["mean"], metrics["n_test_empty"]["mean"]
+        if cal_empty + test_empty:
+            lines.append(
+                f"{'':<10}excluded empty masks per split: cal {cal_empty:.1f}, "
+                f"test {test_empty:.1f}"
+            )
+    return "\n".join(lines)
 
 
 def _cell(metric: dict | None, fmt: str) -> str:
@@ -72,7 +131,7 @@ def markdown(report: dict, plots: list[Path] = (), relative_to: Path | None = No
 def plots(report: dict, folder: Path, overwrite: bool = False) -> list[Path]:
     """Write the three PNG plots of ``report`` into ``folder``; returns their paths.
 
-    Each is written atomically and verified (:mod:`napari_consign.safe_write`); an existing
+    Each is written atomically and verified (:mod:`napari_consign.io.safe_write`); an existing
     file is replaced only with ``overwrite`` and only if it is a PNG.
     """
     try:
@@ -162,8 +221,6 @@ def plots(report: dict, folder: Path, overwrite: bool = False) -> list[Path]:
 
 def _save(fig, path: Path, overwrite: bool) -> None:
     import matplotlib.pyplot as plt
-
-    from ..safe_write import check_target, write_atomically
 
     def verify(tmp: Path) -> None:
         with open(tmp, "rb") as f:

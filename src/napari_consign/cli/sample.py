@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..cases import CasesError, check_finite, check_mask_values, check_same_grid
+    from ..io.safe_write import check_target, write_npz
     from ..models.loading import model_settings_id
-    from ..safe_write import check_target, write_npz
 
     out = Path(args.out)
     model_paths = [Path(p) for p in (args.model or [])]
@@ -136,14 +136,12 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
         masks = (m != 0).astype(np.uint8)
 
-    from ..models.device import DeviceError
+    from ..conformal.device import DeviceError, resolve_device
     from ..models.loading import ModelLoadError, load_builtin_model, load_model
     from ..models.reductions import KeepSamples
     from ..models.sampler import Sampler
 
     try:
-        from ..models.device import resolve_device
-
         device = resolve_device(args.device)
         paths = args.model or []
         models = [load_model(p, device=device) for p in paths] or [load_builtin_model(device)]

@@ -1,7 +1,7 @@
 """Sampling folders of labelled scans for calibrate and evaluate: one job per scan.
 
 Scans are paired by :mod:`napari_consign.cases`; each is sampled by
-:func:`napari_consign.cases.sample_scan` under a seed derived from ``(--seed, scan index)``,
+:func:`napari_consign.scan_sampling.sample_scan` under a seed derived from ``(--seed, scan index)``,
 serially or on Dask (:func:`.options.map_scaled`), so the units are the same either way.
 """
 
@@ -36,7 +36,8 @@ def sample_folders(
     Returns ``(groups, model identity)``; scans whose mask is empty everywhere are left out
     and named in a note. ``keep``: keep the raw samples (CONSIGN, pixel-wise, variance).
     """
-    from ..cases import ScanJob, find_case_pairs, sample_scan, scan_seed
+    from ..cases import find_case_pairs
+    from ..scan_sampling import ScanJob, sample_scan, scan_seed
 
     if args.n_samples < 1:
         raise CLIError("--n-samples must be at least 1")

@@ -1,6 +1,6 @@
 """AT and COAT: per-image thresholds from a learned predictor, calibrated by CRC shifts.
 
-Guarantee (COAT paper, Theorem 1; METHODS.md 4.4): with f_D trained on units disjoint from the
+Guarantee (COAT paper, Theorem 1; docs/methods.md §4.4): with f_D trained on units disjoint from the
 calibration units, and calibration and test units exchangeable, the outer band
 ``{p >= clip(tau_hat(X) - t', 0, 1)}`` has ``E[FNR] <= alpha``; ``t'`` is the CRC rule on the
 nested family of shifted thresholds, so the guarantee holds for any alpha, whatever alpha f_D
@@ -278,14 +278,14 @@ class AdaptiveThresholds:
 
 
 class COAT(AdaptiveThresholds):
-    """COAT: f_D trained with the differentiable miscoverage loss (METHODS.md 4)."""
+    """COAT: f_D trained with the differentiable miscoverage loss (docs/methods.md §4)."""
 
     name = "coat"
     objective = "coat"
 
 
 class AT(AdaptiveThresholds):
-    """AT: f_D regresses oracle thresholds with MSE (METHODS.md 3)."""
+    """AT: f_D regresses oracle thresholds with MSE (docs/methods.md §3)."""
 
     name = "at"
     objective = "at"

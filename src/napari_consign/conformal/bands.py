@@ -14,7 +14,7 @@ stores per voxel:
   inner bands grow with alpha. ``len(alphas)`` means never.
 
 At grid index ``j``: ``outer = outer_level > j`` and ``inner = (inner_start <= j) & outer``. The
-``& outer`` is the nesting rule (METHODS.md 2.3): the inner band always lies inside the outer
+``& outer`` is the nesting rule (docs/methods.md §2.3): the inner band always lies inside the outer
 band, at every alpha. A slider tick is therefore two comparisons, never a recomputation.
 
 :class:`MaskStackBands`, for methods calibrated per alpha whose sets need not be nested in

@@ -1,4 +1,4 @@
-"""COAT's differentiable miscoverage loss (METHODS.md 4.2), in torch.
+"""COAT's differentiable miscoverage loss (docs/methods.md §4.2), in torch.
 
 ``M_soft = sigmoid((g(p) - g(tau)) / T)``, ``TPR_soft = sum(M_soft * Y) / (sum(Y) + eps)`` per
 unit, and the loss is the batch mean of ``(TPR_soft - (1 - alpha))**2``: small only when every

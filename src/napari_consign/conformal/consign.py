@@ -1,6 +1,6 @@
 """CONSIGN: conformal segmentation sets informed by spatial groupings via decomposition.
 
-Viti, Karabelas, Holler (ICLR 2026), re-implemented from METHODS.md 5. Per image, the ``N_s``
+Viti, Karabelas, Holler (ICLR 2026), re-implemented from docs/methods.md §5. Per image, the ``N_s``
 Monte-Carlo samples are decomposed (top-``K`` principal components, :mod:`.consign_decomposition`);
 the set at level ``lam`` is every segmentation beta-equal (macro recall over the ground-truth
 labels ``> beta``) to some ``P(mu + U_K c)`` with ``c`` in a box scaled by ``lam``.
@@ -53,9 +53,10 @@ from .consign_decomposition import (
     decompose_units,
 )
 from .consign_envelope import envelope, label_envelopes, sample_labels
-from .consign_membership import MembershipChecker, SearchSettings, resolve_device
+from .consign_membership import MembershipChecker, SearchSettings
 from .crc_rule import check_alpha
 from .dataset import SegmentationSet
+from .device import resolve_device
 from .errors import ConformalInputError
 from .registry import MethodOptions
 from .set_metrics import beta_equal, beta_scores, chao1, check_beta, mean_pearson
@@ -108,7 +109,7 @@ class CONSIGN:
         if int(self.options.k) != self.options.k or self.options.k < 1:
             raise ConformalInputError(f"K must be a positive integer, got {self.options.k}")
         self.k = int(self.options.k)
-        self.device = resolve_device(self.options.device)
+        self.device = resolve_device(self.options.device, float64=True)
         self.alphas = np.asarray(CONSIGN_ALPHAS if alphas is None else alphas, dtype=np.float64)
         self.search = search or SearchSettings()
         self.lam_step, self.lam_max = float(lam_step), float(lam_max)

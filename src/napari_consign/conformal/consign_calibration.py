@@ -1,4 +1,6 @@
-"""CONSIGN calibration: per-unit lambda_i* and lambda-hat as an order statistic (METHODS.md 5.4).
+"""CONSIGN calibration: per-unit lambda_i* and lambda-hat as an order statistic.
+
+See docs/methods.md §5.4.
 
 A *check* is any function ``check(units, lams) -> bool array`` certifying unit ``units[j]`` at
 ``lams[j]``. ``lambda_i*`` is the smallest grid value ``lam0, 2 lam0, ...`` (default 0.01 steps) at

@@ -1,4 +1,4 @@
-"""CONSIGN's per-image decomposition and lambda-scaled box (METHODS.md 5.1).
+"""CONSIGN's per-image decomposition and lambda-scaled box (docs/methods.md §5.1).
 
 Per unit, on its own ``N_s`` Monte-Carlo samples and without labels: flatten each sample label
 axis first (``D = L |Omega|``; a 1-channel sigmoid map ``p`` becomes the two channels
@@ -56,7 +56,7 @@ class Decomposition:
         return box_centre_and_radius(self.coefficients, self.singular, alpha)
 
     def box(self, alpha: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(A(lam), B(lam))`` of METHODS.md 5.1."""
+        """``(A(lam), B(lam))`` of docs/methods.md §5.1."""
         m, rho = self.centre_and_radius(alpha)
         return m - lam * rho, m + lam * rho
 
@@ -164,7 +164,7 @@ class DecompositionStack:
     """Top-``K`` decompositions of ``n`` units of one shape, in compact stacked arrays.
 
     What CONSIGN keeps per unit, and all it needs for its box, envelope bands and sampling
-    (METHODS.md 5.1): the float32 mean and top-``K`` components, the singular values and the
+    (docs/methods.md §5.1): the float32 mean and top-``K`` components, the singular values and the
     ``K x N_s`` coefficients (whose quantiles give the box). A streamed 3D scan fills one slice
     at a time (:meth:`fill`), so the raw samples of only one slice exist at once.
 

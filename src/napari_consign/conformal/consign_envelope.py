@@ -1,4 +1,4 @@
-"""Per-pixel summaries and samples of a CONSIGN box (METHODS.md 5.5).
+"""Per-pixel summaries and samples of a CONSIGN box (docs/methods.md §5.5).
 
 The CONSIGN set is implicit: every ``Y`` beta-equal to some ``P(mu + U_K c)`` with ``c`` in the
 box. The masks here are the **CONSIGN envelope**, a visual summary, *not* a conformal set: they

@@ -11,7 +11,7 @@ them. Two strategies (:class:`SearchSettings`):
   then coordinate ascent on the hard score itself from the ``n_starts`` best, by line scans
   along the axes and fixed oblique directions, on the small problem of the pixels whose label
   can change in the box. Units stop as soon as one point passes.
-* ``"adam"``: the authors' procedure (METHODS.md 5.3): LHS points hard-checked, the best
+* ``"adam"``: the authors' procedure (docs/methods.md §5.3): LHS points hard-checked, the best
   ``n_starts`` by the soft per-class recall (softmax at temperature 1e-4) refined by projected
   Adam (lr 1, patience 50, at most ``max_steps``), every visited point hard-checked. Kept as
   the reference the fast strategy is measured against (``benchmarks/bench_consign_fidelity.py``).
@@ -44,12 +44,13 @@ from .consign_linesearch import (
     reduce_boxes,
     vertex_fractions,
 )
+from .device import resolve_device
 from .errors import ConformalInputError
 from .set_metrics import SCORE_TOLERANCE, check_beta
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
-_SOFT_EPS = 1e-6  # smoothing of the soft per-class recall (METHODS.md 5.3)
+_SOFT_EPS = 1e-6  # smoothing of the soft per-class recall (docs/methods.md §5.3)
 
 
 @dataclass(frozen=True)
@@ -91,23 +92,8 @@ class SearchSettings:
 
     @classmethod
     def authors(cls, **changes) -> SearchSettings:
-        """The authors' procedure for medical data (METHODS.md 5.3), with a 1,000-step cap."""
+        """The authors' procedure for medical data (docs/methods.md §5.3), with a 1,000-step cap."""
         return cls(**{"strategy": "adam", "n_lhs": 1000, "n_starts": 10, **changes})
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``torch.device`` for ``device`` (``"auto"``: CUDA when present); clear error otherwise."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConformalInputError(
-            f"unknown torch device {device!r}; use cpu, cuda or auto"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConformalInputError(f"device {device!r} requested but CUDA is not available; use cpu")
-    return dev
 
 
 def lhs_points(k: int, n: int, seed: int | Sequence[int]) -> np.ndarray:
@@ -138,7 +124,7 @@ class MembershipChecker:
             raise ConformalInputError("no units to check")
         self.beta = check_beta(beta)
         self.settings = settings or SearchSettings()
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, float64=True)
         self._budget = self.settings.max_elements or (
             1 << (26 if self.device.type == "cuda" else 22)
         )

@@ -1,4 +1,4 @@
-"""CRC: one global threshold per band, exact from sorted breakpoints (METHODS.md 2).
+"""CRC: one global threshold per band, exact from sorted breakpoints (docs/methods.md §2).
 
 Guarantee (Angelopoulos et al., ICLR 2024), for calibration and test scans that are
 exchangeable and have non-empty ground truth:

@@ -4,7 +4,7 @@ This is the in-memory form of the NPZ contract (README): ``samples`` holds ``N_s
 foreground probabilities per unit, shape ``(n, N_s, H, W)``, or class probabilities
 ``(n, N_s, L, H, W)``. The threshold methods use the score map ``scores`` = Monte-Carlo mean of
 the foreground probability; for ``L > 2`` classes the foreground is "any label but 0", so the
-score is ``1 - mean P(background)`` (METHODS.md 1).
+score is ``1 - mean P(background)`` (docs/methods.md §1).
 """
 
 from __future__ import annotations

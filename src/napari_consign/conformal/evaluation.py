@@ -1,8 +1,8 @@
 """Evaluation over random calibration/test splits: the papers' tables, for every method.
 
 Each split is a fresh random partition of the units into (optional) training, calibration and
-test parts. Per split and method the test metrics of METHODS.md 7 are computed; the report gives
-their mean and standard deviation over splits. Methods are listed in :mod:`.registry`.
+test parts. Per split and method the test metrics of docs/methods.md §7 are computed; the
+report gives their mean and standard deviation over splits. Methods are listed in :mod:`.registry`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Straightforward grid CRC for the outer band, as MAPIE computes it (reference, slow).
 
 Used as an independent check and as the baseline in ``benchmarks/bench_crc.py``; the product
-uses the exact solver in :mod:`.crc`. Semantics (METHODS.md 9): strict sets ``{p > lam}``, risk
+uses the exact solver in :mod:`.crc`. Semantics (docs/methods.md §9): strict sets
+``{p > lam}``, risk
 ``1 - recall`` per unit, ``r_plus = n/(n+1) mean + 1/(n+1)``; the answer is the last grid value
 before the first one with ``r_plus >= alpha``.
 """

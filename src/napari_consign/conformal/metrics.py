@@ -1,4 +1,6 @@
-"""Metrics of bands against ground truth (METHODS.md 7), one implementation for tests, CLI and UI.
+"""Metrics of bands against ground truth (docs/methods.md §7).
+
+One implementation for tests, CLI and UI.
 
 Per unit: TPR (coverage of the structure by the outer band), FNR, inner loss (false positives
 of the inner band relative to the structure's size, capped at 1) and band sizes. Units with

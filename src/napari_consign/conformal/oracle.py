@@ -1,6 +1,6 @@
 """AT's oracle threshold: the largest tau whose set ``{p >= tau}`` keeps TPR >= 1 - alpha.
 
-Exact on the step function (METHODS.md 3.1): with the GT scores sorted descending
+Exact on the step function (docs/methods.md §3.1): with the GT scores sorted descending
 ``s_(1) >= ... >= s_(m)`` and ``k0 = ceil((1 - alpha) m)``, the answer is ``s_(k0)``.
 """
 

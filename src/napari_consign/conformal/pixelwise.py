@@ -1,4 +1,4 @@
-"""Pixel-wise APS baseline, calibrated with CONSIGN's beta-loss (METHODS.md 6).
+"""Pixel-wise APS baseline, calibrated with CONSIGN's beta-loss (docs/methods.md §6).
 
 Input: the mean softmax over the ``N_s`` samples. Per pixel, labels are sorted by probability
 (descending, stable: ties keep the lower label first) with cumulative sums ``S_1 <= ... <= S_L``;

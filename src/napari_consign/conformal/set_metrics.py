@@ -1,4 +1,6 @@
-"""Beta-equality and the sampled set metrics of CONSIGN and pixel-wise APS (METHODS.md 5.2, 7).
+"""Beta-equality and the sampled set metrics of CONSIGN and pixel-wise APS.
+
+See docs/methods.md §5.2 and §7.
 
 * :func:`beta_scores`: macro recall over the labels present in the ground truth (background
   included), for one or many predicted label maps; ``Y =_beta Y_hat`` iff the score is strictly
@@ -26,7 +28,7 @@ from .errors import ConformalInputError
 #: a few per-label fractions is ~1e-16; legitimate margins are far larger).
 SCORE_TOLERANCE = 1e-12
 
-#: The mean Pearson correlation is computed only for at most this many samples (METHODS.md 7).
+#: The mean Pearson correlation is computed only for at most this many samples (docs/methods.md §7).
 MAX_CORRELATION_SAMPLES = 1000
 
 
@@ -129,7 +131,7 @@ def chao1(samples: np.ndarray, uncertain: np.ndarray | None = None) -> float:
 def mean_pearson(samples: np.ndarray, uncertain: np.ndarray | None = None) -> float:
     """Mean of the sample-by-sample Pearson correlation matrix over the uncertain pixels.
 
-    Diagonal included, NaN (constant samples) set to 0 (METHODS.md 7). Returns NaN for more
+    Diagonal included, NaN (constant samples) set to 0 (docs/methods.md §7). Returns NaN for more
     than :data:`MAX_CORRELATION_SAMPLES` samples, and 1 when no pixel is uncertain (all
     samples identical) [project decision].
     """

@@ -2,7 +2,7 @@
 
 Both losses are bounded by B = 1 and are turned into :class:`StepRiskCurve` objects, so CRC,
 AT and COAT share one exact solver. ``offsets`` shift each unit's threshold: CRC uses 0, the
-adaptive methods use the per-unit predicted threshold (METHODS.md 2.2, 2.3, 4.4, 4.5).
+adaptive methods use the per-unit predicted threshold (docs/methods.md §2.2, 2.3, 4.4, 4.5).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ alphas, so one network serves every position of the slider (beyond the paper). T
 seeded and reproducible, reports progress per epoch, keeps the best weights on a validation
 split (early stopping) and can be cancelled.
 
-Objectives: ``"coat"`` minimises the differentiable miscoverage loss (METHODS.md 4.2);
-``"at"`` regresses AT's oracle thresholds with MSE (METHODS.md 3).
+Objectives: ``"coat"`` minimises the differentiable miscoverage loss (docs/methods.md §4.2);
+``"at"`` regresses AT's oracle thresholds with MSE (docs/methods.md §3).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models.device import DeviceError, resolve_device
 from .coat_loss import coat_loss, to_score_space
+from .device import DeviceError, resolve_device
 from .errors import Cancelled, ConformalInputError
 from .errors import is_cancelled as _is_cancelled
 from .oracle import oracle_threshold, sorted_gt_scores
@@ -32,7 +32,7 @@ from .oracle import oracle_threshold, sorted_gt_scores
 ProgressCallback = Callable[[int, int, float, float], None]
 
 #: Default COAT temperature T per score space: 0.05 on probabilities (the paper's form,
-#: METHODS.md 4.2) and 0.5 on logits (the project's logit-space option; a logit has slope 4 at
+#: docs/methods.md §4.2) and 0.5 on logits (the project's logit-space option; a logit has slope 4 at
 #: p = 0.5, so this is about T = 0.125 there and much sharper near 0 and 1).
 TEMPERATURES = {"probability": 0.05, "logit": 0.5}
 
@@ -315,7 +315,7 @@ def train_predictor(
     """Train f_D on units with non-empty masks (empty ones are skipped).
 
     ``device`` is a torch device string or ``"auto"`` (CUDA, then MPS, then CPU; see
-    :func:`~napari_consign.models.device.resolve_device`); one that does not exist or does
+    :func:`~napari_consign.conformal.device.resolve_device`); one that does not exist or does
     not work raises :class:`ConformalInputError`. On CPU, training runs on ``threads`` torch
     threads (default 1: this small network trains several times faster on one thread than on
     two contended cores, see the README).
@@ -334,7 +334,7 @@ def training_device(device: str | torch.device | None) -> torch.device:
     try:
         return resolve_device(device)
     except DeviceError as exc:
-        raise ConformalInputError(f"threshold predictor device: {exc}") from None
+        raise DeviceError(f"threshold predictor device: {exc}") from None
 
 
 def _train(inputs, scores, masks, config, device, progress, cancel) -> TrainedPredictor:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .dicom import find_files, is_dicom_file, is_dicomdir, looks_like_dicom_image
-from .formats import is_zarr, sniff_image_file
+from .formats import is_zarr
+from .readers import sniff_image_file
 
 _MAX_FOLDER_SNIFF = 64  # files sniffed in a folder (subfolders included) before declining
 _MAX_SNIFF_DEPTH = 3  # folder levels below the dropped folder

@@ -1,7 +1,7 @@
 """Pure-Python checks of image file headers (no SimpleITK; the napari probe uses them).
 
-``sniff_image_file``: does a file look like NIfTI-1, MetaImage, NRRD, a DICOM image (by its
-preamble, whatever its name) or a DICOMDIR?
+``nifti1_header``, ``looks_like_metaimage``, ``looks_like_nrrd``: the header checks the reader
+registry (:mod:`.readers`) runs per format; ``is_zarr``: stores the plugin leaves to others.
 ``nifti_truncation``: ITK's NIfTI reader silently accepts truncated files (missing voxels read
 as garbage), so ``read_volume`` checks the byte count against the header first.
 """
@@ -15,8 +15,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
-from .dicom import is_dicomdir, looks_like_dicom_image
 
 NIFTI1_MAGICS = (b"n+1\x00", b"ni1\x00")
 ZARR_MARKERS = (".zarray", ".zgroup", ".zattrs", "zarr.json")
@@ -47,23 +45,17 @@ def nifti1_header(path: str | os.PathLike) -> tuple[str, bytes] | None:
     return None
 
 
-def sniff_image_file(path: str | os.PathLike) -> bool:
-    """True if ``path`` looks like a file ``read_volume`` can read (by name and magic bytes)."""
-    p = Path(path)
-    name = p.name.lower()
-    try:
-        if name.endswith((".nii", ".nii.gz")):
-            return nifti1_header(p) is not None
-        if name.endswith((".mha", ".mhd")):
-            with open(p, "rb") as f:
-                head = f.read(4096)
-            return b"NDims" in head and (b"ElementType" in head or b"ObjectType" in head)
-        if name.endswith(".nrrd"):
-            with open(p, "rb") as f:
-                return f.read(4) == b"NRRD"
-    except OSError:
-        return False
-    return looks_like_dicom_image(p) or is_dicomdir(p)
+def looks_like_metaimage(path: str | os.PathLike) -> bool:
+    """True if the file starts like a MetaImage header (``NDims`` and an element/object type)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return b"NDims" in head and (b"ElementType" in head or b"ObjectType" in head)
+
+
+def looks_like_nrrd(path: str | os.PathLike) -> bool:
+    """True if the file starts with the NRRD magic."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"NRRD"
 
 
 def _gzip_size(path: Path, expected: int) -> int:

@@ -9,7 +9,7 @@ to about 1e-5 mm.
 
 Safety: never writes over the source scan (nor any of ``inputs``); refuses an existing file
 unless ``overwrite=True``, and even then replaces only NIfTI files (band files: only those this
-program wrote, marked in the header's ``descrip``; see :mod:`napari_consign.safe_write`). The
+program wrote, marked in the header's ``descrip``; see :mod:`napari_consign.io.safe_write`). The
 file is written to a hidden temporary file next to the target, re-read and compared voxel for
 voxel (ITK does not raise on a short write, e.g. a full disk), then renamed: a failed write
 loses nothing and leaves nothing at the final name.
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from . import safe_write
 from .errors import GeometryWarning, WriteRefusedError, sitk_reason
 from .geometry import Geometry
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+from .readers import NIFTI_SUFFIXES
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -105,9 +105,6 @@ def write_nifti(
     """
     import SimpleITK as sitk
 
-    from ..safe_write import NIFTI_MARKER, OutputError, write_atomically
-    from ..safe_write import check_target as check_output
-
     data = np.asarray(array)
     if data.ndim not in (2, 3):
         raise WriteRefusedError(
@@ -129,18 +126,18 @@ def write_nifti(
             "Save a mask made on this scan, or load the scan it belongs to.",
         )
     sources = (geometry.source_path,) if geometry.source_path else ()
-    check_output(p, kind, inputs=(*sources, *inputs), overwrite=overwrite)
+    safe_write.check_target(p, kind, inputs=(*sources, *inputs), overwrite=overwrite)
     stored = _storage_dtype(geometry.to_source_array(data))
     img = sitk.GetImageFromArray(stored)
     geometry.source.apply_to(img)
-    img.SetMetaData("ITK_FileNotes", f"{NIFTI_MARKER} {kind}")
+    img.SetMetaData("ITK_FileNotes", f"{safe_write.NIFTI_MARKER} {kind}")
     compress = p.name.lower().endswith(".nii.gz")
 
     def write(tmp: Path) -> None:
         try:
             sitk.WriteImage(img, str(tmp), useCompression=compress)
         except RuntimeError as exc:
-            raise OutputError(
+            raise safe_write.OutputError(
                 f"Could not write {p}: {sitk_reason(exc)}.",
                 "Check the folder is writable and has space.",
             ) from exc
@@ -148,7 +145,7 @@ def write_nifti(
     def verify(tmp: Path) -> None:
         back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp)))
         if back.shape != stored.shape or not np.array_equal(back, stored, equal_nan=True):
-            raise OutputError(f"Could not write {p} completely (is the disk full?).")
+            raise safe_write.OutputError(f"Could not write {p} completely (is the disk full?).")
 
-    write_atomically(p, write, verify, replace=overwrite)
+    safe_write.write_atomically(p, write, verify, replace=overwrite)
     return p

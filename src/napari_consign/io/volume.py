@@ -31,9 +31,7 @@ from .errors import (
 )
 from .formats import is_zarr, metaimage_missing_data, nifti1_header, nifti_truncation
 from .geometry import Geometry, Grid, layer_kwargs
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, ".mha", ".mhd", ".nrrd")
+from .readers import ALL_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ class Volume:
 def strip_suffix(name: str) -> str:
     """File name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
     low = name.lower()
-    for suffix in (*IMAGE_SUFFIXES, ".dcm", ".dicom"):
+    for suffix in ALL_SUFFIXES:
         if low.endswith(suffix):
             return name[: -len(suffix)]
     return name

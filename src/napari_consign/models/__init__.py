@@ -11,9 +11,9 @@ import importlib
 _EXPORTS = {
     "UNet": "unet",
     "UNetConfig": "unet",
-    "DeviceError": "device",
-    "available_devices": "device",
-    "resolve_device": "device",
+    "DeviceError": "..conformal.device",
+    "available_devices": "..conformal.device",
+    "resolve_device": "..conformal.device",
     "LoadedModel": "loading",
     "ModelLoadError": "loading",
     "load_builtin_model": "loading",
@@ -35,7 +35,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        target = _EXPORTS[name]
+        module = importlib.import_module(target if target[0] == "." else f".{target}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

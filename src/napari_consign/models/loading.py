@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..shipped import sample_data_path
 from .preprocess import check_normalization
 from .unet import UNet, UNetConfig, infer_config_from_state_dict
 
@@ -334,8 +335,6 @@ def builtin_identity() -> str | None:
 
 def builtin_model_files() -> tuple[Path, Path]:
     """Paths of the bundled weights and their JSON description."""
-    from .._sample_data import sample_data_path
-
     try:
         return (
             sample_data_path(f"{BUILTIN_MODEL}.pt"),

@@ -109,7 +109,7 @@ Decomposition = DecompositionStack
 
 
 class TopK(Reducer):
-    """Per-slice top-K decomposition for CONSIGN (METHODS.md 5.1), streamed.
+    """Per-slice top-K decomposition for CONSIGN (docs/methods.md §5.1), streamed.
 
     Result key ``topk``: a :class:`~napari_consign.conformal.consign_decomposition.
     DecompositionStack` with one binary unit per slice (the two channels ``[1 - p, p]``),

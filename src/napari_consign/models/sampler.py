@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..conformal.device import resolve_device
+from ..conformal.errors import Cancelled
 from ..conformal.errors import is_cancelled as _is_cancelled
-from .device import resolve_device
 from .loading import LoadedModel, check_model_output
 from .preprocess import check_normalization, normalize, pad_to_multiple
 from .reductions import Moments, Reducer
@@ -68,8 +69,8 @@ class SliceProgress:
     z: int
 
 
-class SamplingCancelled(RuntimeError):
-    """Raised by the generator when its cancel flag is set."""
+#: Former name of the one cancellation exception; kept while ``analysis.py`` imports it.
+SamplingCancelled = Cancelled
 
 
 def enable_mc_dropout(module: nn.Module) -> int:
@@ -369,7 +370,8 @@ class Sampler:
         C > 1 input channels); a stack of independent 2D cases works the same way. Default
         reducers: :class:`Moments` (mean and variance). The generator's return value (napari's
         ``worker.returned``) is the merged dict of the reducers' results. A set ``cancel``
-        (Event or callable) raises :class:`SamplingCancelled` at the next slice.
+        (Event or callable) raises :class:`~napari_consign.conformal.errors.Cancelled` at the next
+        slice.
         """
         vol = volume if isinstance(volume, np.ndarray | torch.Tensor) else np.asarray(volume)
         if vol.ndim == 2 or (vol.ndim == 3 and self.in_channels > 1):
@@ -393,9 +395,7 @@ class Sampler:
         try:
             for done, z in enumerate(order, start=1):
                 if _is_cancelled(cancel):
-                    raise SamplingCancelled(
-                        f"sampling cancelled after {done - 1} of {n_slices} slices"
-                    )
+                    raise Cancelled(f"sampling cancelled after {done - 1} of {n_slices} slices")
                 with torch.inference_mode():
                     samples = self.sample_slice(vol[z], z)
                     for r in reducers:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import DicomSeriesError, UnreadableImageError
+from ..formats import is_zarr
 from .dicomdir import dicomdir_files
 from .headers import SliceInfo, read_slice_info
 from .sniff import (
@@ -36,8 +37,6 @@ Progress = Callable[[int, int], None]  # progress(done, total)
 
 
 def _hidden_or_zarr(entry: os.DirEntry) -> bool:
-    from ..formats import is_zarr
-
     return entry.name.startswith(".") or is_zarr(entry.path)
 
 

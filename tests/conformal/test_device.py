@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_consign.models import device as device_module
-from napari_consign.models.device import ENV_VAR, DeviceError, available_devices, resolve_device
+from napari_consign.conformal import device as device_module
+from napari_consign.conformal.device import ENV_VAR, DeviceError, available_devices, resolve_device
+from napari_consign.conformal.errors import ConformalInputError
 
 
 def test_cpu_always_works():
@@ -58,6 +59,24 @@ def test_auto_order_cuda_then_mps_then_cpu(fake_devices, cuda, mps, working, exp
     assert resolve_device("auto") == torch.device(expected)
     assert probed == probes
     assert resolve_device(None).type == expected
+
+
+def test_float64_work_skips_mps(fake_devices):
+    """The CONSIGN search needs float64, which MPS lacks: auto passes it by, explicit refuses."""
+    probed = fake_devices(cuda=False, mps=True)
+    assert resolve_device("auto", float64=True) == torch.device("cpu")
+    assert probed == []
+    with pytest.raises(DeviceError, match="no float64"):
+        resolve_device("mps", float64=True)
+    fake_devices(cuda=True, mps=True)
+    assert resolve_device("auto", float64=True) == torch.device("cuda")
+
+
+def test_device_error_is_bad_input():
+    """One error type for every device request, caught by the CLI as bad input (exit 2)."""
+    assert issubclass(DeviceError, ConformalInputError)
+    with pytest.raises(ConformalInputError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
 
 
 def test_available_devices_lists_what_exists(fake_devices):

@@ -12,24 +12,16 @@ import pytest
 from napari_consign.cli import main
 from napari_consign.synthetic import lesion_cases
 
-SAMPLE_NPZ = Path(__file__).resolve().parents[1] / "sample_data" / "synthetic_samples.npz"
+SAMPLE_NPZ = Path(__file__).resolve().parents[2] / "sample_data" / "synthetic_samples.npz"
 
 
-@pytest.fixture
-def npz(tmp_path):
-    d = lesion_cases(80, size=16, n_samples=3, seed=5, empty_fraction=0.1)
-    path = tmp_path / "cases.npz"
-    np.savez(path, samples=d["samples"], masks=d["masks"], images=d["images"])
-    return path
-
-
-def test_evaluate_writes_report(npz, tmp_path, capsys):
+def test_evaluate_writes_report(samples_npz, tmp_path, capsys):
     out = tmp_path / "report.json"
     code = main(
         [
             "evaluate",
             "--samples",
-            str(npz),
+            str(samples_npz),
             "--methods",
             "crc",
             "--alpha",
@@ -44,8 +36,8 @@ def test_evaluate_writes_report(npz, tmp_path, capsys):
     )
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["alpha"] == 0.2 and report["splits"] == 4 and report["n_units"] == 80
-    assert report["n_cal"] + report["n_test"] == 80
+    assert report["alpha"] == 0.2 and report["splits"] == 4 and report["n_units"] == 60
+    assert report["n_cal"] + report["n_test"] == 60
     crc = report["methods"]["crc"]
     for key in (
         "marginal_coverage",
@@ -65,10 +57,10 @@ def test_evaluate_writes_report(npz, tmp_path, capsys):
     assert "crc" in capsys.readouterr().out
 
 
-def test_same_seed_same_report(npz, tmp_path):
+def test_same_seed_same_report(samples_npz, tmp_path):
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for p in paths:
-        main(["evaluate", "--samples", str(npz), "--splits", "3", "--json", str(p)])
+        main(["evaluate", "--samples", str(samples_npz), "--splits", "3", "--json", str(p)])
     assert paths[0].read_text() == paths[1].read_text()
 
 

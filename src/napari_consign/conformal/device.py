@@ -1,4 +1,10 @@
-"""Choosing the torch device: ``resolve_device("auto" | "cuda" | "cuda:N" | "mps" | "cpu")``."""
+"""Choosing the torch device: ``resolve_device("auto" | "cuda" | "cuda:N" | "mps" | "cpu")``.
+
+The one device rule of the package: model sampling, threshold-predictor training and the
+CONSIGN membership search all resolve their ``device`` option here. Work that needs float64
+(the CONSIGN search) passes ``float64=True``: MPS has no float64, so "auto" then skips it and
+an explicit "mps" is refused.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,15 @@ import os
 
 import torch
 
+from .errors import ConformalInputError
+
 __all__ = ["ENV_VAR", "DeviceError", "available_devices", "resolve_device"]
 
 ENV_VAR = "NAPARI_CONSIGN_DEVICE"
 
 
-class DeviceError(ValueError):
-    """A requested device does not exist or does not work."""
+class DeviceError(ConformalInputError):
+    """A requested device does not exist or does not work (bad input: a ValueError)."""
 
 
 def _mps_available() -> bool:
@@ -40,14 +48,16 @@ def available_devices() -> list[str]:
     return out
 
 
-def resolve_device(requested: str | torch.device | None = "auto") -> torch.device:
+def resolve_device(
+    requested: str | torch.device | None = "auto", *, float64: bool = False
+) -> torch.device:
     """Return a working :class:`torch.device`.
 
     ``"auto"`` (or None) picks cuda > mps > cpu, confirming each candidate with a tiny probe
     allocation (a broken CUDA install can report ``is_available()`` and still fail). The
     environment variable ``NAPARI_CONSIGN_DEVICE`` replaces an ``"auto"`` request (an explicit
     argument wins). Explicit requests are validated and raise :class:`DeviceError` with the
-    reason and the devices that do work.
+    reason and the devices that do work. ``float64=True`` leaves out MPS (no float64 there).
     """
     if isinstance(requested, torch.device):
         requested = str(requested)
@@ -56,12 +66,12 @@ def resolve_device(requested: str | torch.device | None = "auto") -> torch.devic
         env = os.environ.get(ENV_VAR, "").strip().lower()
         if env and env != "auto":
             try:
-                return resolve_device(env)
+                return resolve_device(env, float64=float64)
             except DeviceError as exc:
                 raise DeviceError(f"{ENV_VAR}={env!r}: {exc}") from None
         if torch.cuda.is_available() and _probe(torch.device("cuda")) is None:
             return torch.device("cuda")
-        if _mps_available() and _probe(torch.device("mps")) is None:
+        if not float64 and _mps_available() and _probe(torch.device("mps")) is None:
             return torch.device("mps")
         return torch.device("cpu")
 
@@ -86,6 +96,8 @@ def resolve_device(requested: str | torch.device | None = "auto") -> torch.devic
             )
     elif req == "mps":
         dev = torch.device("mps")
+        if float64:
+            raise DeviceError("device 'mps' has no float64, which this step needs; use cpu or cuda")
         if not _mps_available():
             raise DeviceError(
                 f"device 'mps' requested but MPS is not available; use one of {choices}"

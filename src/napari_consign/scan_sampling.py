@@ -1,0 +1,69 @@
+"""Sampling one labelled scan in a worker process: the job, its seed and the sampler cache.
+
+``napari-consign calibrate`` and ``evaluate`` map :func:`sample_scan` over the scans of a
+folder (:func:`.parallel.map_jobs`); each process loads the model once and reuses it.
+Torch is imported when a sampler is built, not by importing this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .analysis import ModelSpec, build_sampler
+from .cases import read_pair
+from .conformal.dataset import SegmentationSet
+from .pipeline import sample_cases
+
+
+def scan_seed(seed: int, index: int) -> int:
+    """The sampling seed of scan number ``index``: fixed, whichever worker samples it."""
+    return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1)[0] >> 1)
+
+
+#: The loaded sampler of this process, keyed by model paths, mode, N_s and device.
+_SAMPLERS: dict[tuple, Any] = {}
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """One labelled scan to sample: its paths, seed and the sampler settings."""
+
+    index: int
+    image: Path
+    mask: Path
+    seed: int
+    model_paths: tuple[Path, ...]
+    mode: str
+    n_samples: int
+    device: str
+    keep_samples: bool
+
+
+def sample_scan(job: ScanJob, _shared: Any = None) -> dict:
+    """Sample the slices with structure of one scan (a job of :func:`.parallel.map_jobs`).
+
+    Returns ``{"name", "n_empty", "n_units", "data", "identity"}``; ``data`` is a
+    :class:`SegmentationSet` (None when every slice is empty), without the samples unless
+    ``job.keep_samples``. One torch thread, so the numbers do not depend on the worker layout.
+    """
+    images, masks, n_empty = read_pair(job.image, job.mask)
+    out = {"name": job.image.name, "n_empty": n_empty, "n_units": len(images), "data": None}
+    if len(images) == 0:
+        return out
+    key = (job.model_paths, job.mode, job.n_samples, job.device)
+    if key not in _SAMPLERS:  # load each model once per process, not once per scan
+        _SAMPLERS.clear()
+        _SAMPLERS[key] = build_sampler(ModelSpec(*key))
+    sampler = _SAMPLERS[key]
+    sampler.seed = job.seed  # dropout masks are drawn per slice from (seed, z) only
+    sampler.num_threads = 1
+    data = sample_cases(sampler, images, masks)
+    if not job.keep_samples:
+        data = SegmentationSet(None, data.scores, data.masks, data.images)
+    out["data"] = data
+    out["identity"] = sampler.identity
+    return out
