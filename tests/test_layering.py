@@ -48,17 +48,9 @@ CONFORMAL_FORBIDDEN = {
     "nibabel",
 }
 
-#: (importer, imported) edges that break a rule and are waiting for a fix outside this test's
-#: reach. Each says why it is still here.
-ALLOWED = {
-    # The demo drives the widget and shows its guarantee sentences and colours; the sentence
-    # will come from ConformalMethod.guarantee() and the colours from a non-ui module.
-    ("napari_consign.cli.demo", "napari_consign.ui.guarantee_text"),
-    ("napari_consign.cli.demo", "napari_consign.ui.layers"),
-    # The DICOM series picker reuses the napari reader's progress and layer building; both
-    # belong in a public io module (io.napari_layers or similar).
-    ("napari_consign.ui.series_picker", "napari_consign.io._reader"),
-}
+#: (importer, imported) edges that break a rule and are waiting for a fix, each with why it is
+#: still here. None are left: add one only with its reason.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -266,8 +266,8 @@ def _run(args: argparse.Namespace, methods: list[str]) -> int:
     import numpy as np
     from napari.qt import get_qapp
 
+    from ..guarantee_text import guarantee
     from ..io import read_volume
-    from ..ui.guarantee_text import guarantee
 
     out = args.out
     if out is not None:
@@ -380,7 +380,7 @@ def _legend_text(methods: list[str], disagreement: bool = False) -> str:
     if disagreement:
         a, b = (m.upper() for m in methods)
         return f"cyan: {a} only · rose: {b} only\npear: both outer bands · white: ground truth"
-    from ..ui.layers import METHOD_COLOUR_NAMES
+    from ..palette import METHOD_COLOUR_NAMES
 
     parts = [f"{m.upper()}: {METHOD_COLOUR_NAMES.get(m, '')}" for m in methods]
     return "\n".join([*parts, "white outline: ground truth"])

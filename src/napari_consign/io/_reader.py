@@ -15,18 +15,17 @@ other DICOM series and skipped files with ``show_info``.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .dicom import find_files, is_dicom_file, is_dicomdir, looks_like_dicom_image
 from .formats import is_zarr
+from .napari_layers import layer_data_tuples
 from .readers import sniff_image_file
 
 _MAX_FOLDER_SNIFF = 64  # files sniffed in a folder (subfolders included) before declining
 _MAX_SNIFF_DEPTH = 3  # folder levels below the dropped folder
-_PROGRESS_MIN_FILES = 200  # folders with more files show a napari progress bar
 
 
 def _probe_file(f: Path) -> bool:
@@ -81,62 +80,3 @@ def read_layers(path: str | list[str]) -> list[tuple]:
     layers = layer_data_tuples(path)
     follow_radiological_current()
     return layers
-
-
-def layer_data_tuples(path: str | list[str], series_uid: str | None = None) -> list[tuple]:
-    """The reader's layer building: ``[(array, add_kwargs, "image")]`` for ``path``.
-
-    ``series_uid`` picks one series of a DICOM folder (the series picker widget uses it).
-    Geometry warnings go to ``show_warning``, notes (other series, skipped files) to
-    ``show_info``; failures raise a ``ConsignIOError`` with a clear message.
-    """
-    from napari.utils.notifications import show_info, show_warning
-
-    from .display import display_kwargs
-    from .errors import ConsignIOError, GeometryWarning, UnreadableImageError, sitk_reason
-    from .volume import read_volume
-
-    with warnings.catch_warnings(record=True) as caught, HeaderProgress() as progress:
-        warnings.simplefilter("always", GeometryWarning)
-        try:
-            volume = read_volume(path, series_uid=series_uid, progress=progress)
-        except ConsignIOError:
-            raise
-        except Exception as exc:  # last line of defence: never a bare SimpleITK traceback
-            raise UnreadableImageError(
-                f"Could not read {path}: {sitk_reason(exc)}.",
-                "Check that it is a complete NIfTI, MetaImage, NRRD or DICOM image.",
-            ) from exc
-    for w in caught:
-        if issubclass(w.category, GeometryWarning):
-            show_warning(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    for note in volume.notes:
-        show_info(note)
-    data, kwargs, kind = volume.layer_data()
-    return [(data, {**kwargs, **display_kwargs(data, volume.modality)}, kind)]
-
-
-class HeaderProgress:
-    """``progress(done, total)`` for ``read_volume``: a napari progress bar once a DICOM folder
-    has at least ``_PROGRESS_MIN_FILES`` files; closed on exit."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if total < _PROGRESS_MIN_FILES:
-            return
-        if self.bar is None:
-            from napari.utils import progress
-
-            self.bar = progress(total=total, desc="Reading DICOM headers")
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self) -> HeaderProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -65,12 +65,12 @@ from superqt import QCollapsible
 
 from .. import analysis as an
 from .._sample_data import CASE_STACK_KEY
+from ..guarantee_text import guarantee, method_label
 from ..radiological import keep_radiological
 from ._workers import Job, start_job
 from .band_volume import BandCodes, VolumeBands, step_colormap, volume_layer_kwargs
 from .compare import CompareView
 from .gl_safety import guard_layer_removal, remove_layers
-from .guarantee_text import guarantee, method_label
 from .layers import (
     KIND_KEY,
     RING_CONTOUR,

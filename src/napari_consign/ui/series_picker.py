@@ -10,7 +10,7 @@ lists the others; this widget lets the user choose:
    acquisition time, subfolder; stacks that cannot form a volume say why in "Note"; the Series
    Instance UID and stack key are in each row's tooltip);
 3. **Open**: the stack is read through the reader's own layer building
-   (:func:`napari_consign.io._reader.layer_data_tuples`, same geometry, warnings, display range)
+   (:func:`napari_consign.io.napari_layers.layer_data_tuples`: geometry, warnings, display range)
    and added to the viewer, kept in radiological display (:mod:`napari_consign.radiological`).
 4. **CT window**: soft tissue, bone, brain or lung presets for the active image layer.
 
@@ -144,9 +144,9 @@ class SeriesPickerWidget(QWidget):
     def set_folder(self, folder: str | Path) -> list[SeriesInfo]:
         """Search ``folder`` (subfolders too, bounded; or a DICOMDIR file) and list its image
         stacks (volumes first, most slices first); returns them."""
-        from ..io._reader import HeaderProgress
         from ..io.dicom import is_dicomdir, scan_folder
         from ..io.formats import is_zarr
+        from ..io.napari_layers import HeaderProgress
 
         text = str(folder).strip()
         self.folder_edit.setText(text)
@@ -260,8 +260,8 @@ class SeriesPickerWidget(QWidget):
         failure. The viewer is kept in radiological display."""
         from napari.layers import Layer
 
-        from ..io._reader import layer_data_tuples
         from ..io.errors import ConsignIOError
+        from ..io.napari_layers import layer_data_tuples
         from ..radiological import keep_radiological
 
         uid = self.selected_uid()

@@ -1,7 +1,7 @@
 """Plain words for what each method guarantees at the chosen error level alpha.
 
 Pure Python (no Qt), shared by the dock widget, the headless demo and the tests. The wording
-follows the guarantees stated in the methods' docstrings (METHODS.md): CRC, AT and COAT bound
+follows the guarantees stated in the methods' docstrings (docs/methods.md): CRC, AT and COAT bound
 the *average* fraction of the lesion the outer band misses and the inner band's average false
 positives; CONSIGN and the pixel-wise baseline bound the fraction of *scans* whose true
 segmentation lies in the set. The CONSIGN layer shows the set's per-pixel envelope, which is a
