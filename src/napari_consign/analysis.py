@@ -144,13 +144,30 @@ class CalibrationSpec:
         return (self.kind, self.files, self.source, self.max_cases, self.epochs)
 
 
-def load_calibrated(spec: CalibrationSpec, wanted: Sequence[str], model_id: str) -> dict:
-    """Calibrated method objects for ``wanted`` from bundles, checked against ``model_id``.
+def load_calibrated(
+    spec: CalibrationSpec, wanted: Sequence[str], model_id: str, model: ModelSpec | None = None
+) -> dict:
+    """Calibrated method objects for ``wanted`` from bundles, checked against ``model_id`` and,
+    with ``model``, against its sampling: mode, N_s and model settings (sidecar), as
+    ``predict`` checks them (:func:`napari_consign.calibration.check_sampling`).
 
-    Raises ``BundleError`` (a ``ConformalInputError``) for a missing bundle, a broken file or
-    a bundle made for another model.
+    Raises ``BundleError`` (a ``ConformalInputError``) for a missing bundle, a broken file, a
+    bundle made for another model or for other sampling.
     """
-    from .calibration import BundleError, load_bundle
+    from .calibration import BundleError, check_sampling, load_bundle, read_bundle_header
+    from .models.loading import model_settings_id
+
+    def checked(path: Path) -> Any:
+        if model is not None:
+            mode = "ensemble" if len(model.paths) > 1 else model.mode
+            check_sampling(
+                read_bundle_header(path),
+                path.name,
+                mode=mode,
+                n_samples=model.n_samples,
+                settings=model_settings_id(model.paths),
+            )
+        return load_bundle(path, model_id=model_id)
 
     out: dict[str, Any] = {}
     if spec.kind == "bundled":
@@ -161,7 +178,7 @@ def load_calibrated(spec: CalibrationSpec, wanted: Sequence[str], model_id: str)
                     f"no shipped calibration for {m.upper()} ({path} is missing); pick a "
                     "bundle file or calibrate now"
                 )
-            out[m] = load_bundle(path, model_id=model_id)
+            out[m] = checked(path)
         return out
     if spec.kind == "files":
         by_method: dict[str, Path] = {}
@@ -175,7 +192,7 @@ def load_calibrated(spec: CalibrationSpec, wanted: Sequence[str], model_id: str)
                 "for each chosen method or untick it"
             )
         for m in wanted:
-            out[m] = load_bundle(by_method[m], model_id=model_id)
+            out[m] = checked(by_method[m])
         return out
     if spec.kind == "given":
         methods = spec.methods or {}
@@ -597,7 +614,8 @@ def run_analysis(
                 written, problems = save_bundles(fitted, calibration.save_dir, model_id)
                 notes += [f"saved {p}" for p in written] + problems
     else:
-        methods = load_calibrated(calibration, wanted, model_id)
+        spec = model if isinstance(model, ModelSpec) else None
+        methods = load_calibrated(calibration, wanted, model_id, spec)
     yield MethodsReady(dict(methods), model_id, tuple(notes))
     _check_cancel(cancel)
 

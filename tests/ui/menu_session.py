@@ -37,7 +37,7 @@ def main(scan: str, npz: str, scenario: str) -> int:
     app = QApplication.instance()
     [image] = viewer.open(scan, plugin="napari-consign")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-consign", "Conformal uncertainty")
-    widget.ns_spin.setValue(4)
+    # the shipped bundles' own N_s (another N_s is refused: its guarantee would not hold)
     widget.device_combo.setCurrentText("cpu")
     widget.set_methods(["crc", "coat"])
     if scenario == "3d":

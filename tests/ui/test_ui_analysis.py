@@ -364,3 +364,24 @@ def json_sha(path):
     import json
 
     return json.loads(path.read_text())["sha256"]
+
+
+def test_bundles_checked_against_the_sampling(tmp_path, synthetic_methods, builtin_model_id):
+    """The widget's path refuses a bundle made with another N_s or sampling mode, as predict
+    does (the guarantee is stated for the calibrated sampling)."""
+    from napari_consign.analysis import CalibrationSpec, ModelSpec, load_calibrated
+    from napari_consign.calibration import BundleError, save_bundle
+
+    path = save_bundle(
+        tmp_path / "crc.npz",
+        synthetic_methods["crc"],
+        builtin_model_id,
+        extra={"n_samples": 10, "mode": "mc_dropout"},
+    )
+    spec = CalibrationSpec(kind="files", files=(path,))
+    same = ModelSpec(n_samples=10, mode="mc_dropout")
+    assert set(load_calibrated(spec, ["crc"], builtin_model_id, same)) == {"crc"}
+    with pytest.raises(BundleError, match="N_s = 10"):
+        load_calibrated(spec, ["crc"], builtin_model_id, ModelSpec(n_samples=4))
+    with pytest.raises(BundleError, match="sampling mode 'mc_dropout'"):
+        load_calibrated(spec, ["crc"], builtin_model_id, ModelSpec(n_samples=10, mode="tta"))

@@ -230,7 +230,10 @@ def test_layer_removed_mid_run(qtbot, viewer_widget, small_scan, notes):
     assert not notes["error"]
 
 
-def test_bad_inputs(qtbot, viewer_widget, notes, small_scan, foreign_bundle):
+def test_bad_inputs(
+    qtbot, viewer_widget, notes, small_scan, foreign_bundle, tmp_path, synthetic_methods,
+    builtin_model_id,
+):  # fmt: skip
     viewer, widget = viewer_widget
     assert widget.run() is None
     assert "Open a scan first" in notes["error"][-1]
@@ -258,6 +261,19 @@ def test_bad_inputs(qtbot, viewer_widget, notes, small_scan, foreign_bundle):
     widget.set_methods([])
     assert widget.run(image) is None
     assert "Tick at least one method" in notes["error"][-1]
+
+    from napari_consign.calibration import save_bundle  # a bundle made at N_s = 10
+
+    made_at_10 = save_bundle(
+        tmp_path / "crc10.npz", synthetic_methods["crc"], builtin_model_id,
+        extra={"n_samples": 10, "mode": "mc_dropout"},
+    )  # fmt: skip
+    widget.set_calibration("files", files=[made_at_10])
+    assert widget.ns_spin.value() == 10  # the widget takes the bundle's N_s
+    widget.ns_spin.setValue(4)  # the user asks for another: refused, nothing runs
+    assert widget.run(image) is None
+    assert "made with 10 Monte-Carlo samples" in notes["error"][-1]
+    assert len(viewer.layers) == n_layers
 
 
 def test_method_availability(viewer_widget, bundle_dir):

@@ -736,13 +736,19 @@ class ConsignWidget(QWidget):
             return None
         settings = self.bundle_settings() if cal.kind in ("bundled", "files") else {}
         model = self.model_spec()
-        if settings.get("n_samples") and int(settings["n_samples"]) != model.n_samples:
-            _notify(
-                "warning",
+        ensemble = len(model.paths) > 1
+        if (
+            not ensemble
+            and settings.get("n_samples")
+            and int(settings["n_samples"]) != model.n_samples
+        ):
+            self._fail(
                 f"The calibration was made with {settings['n_samples']} Monte-Carlo samples "
-                f"per slice; this run uses {model.n_samples}. The guarantee is stated for the "
-                "calibrated setting: use the same number of samples for it to hold.",
+                f"per slice; this run asks for {model.n_samples}, whose scores have another "
+                f"distribution, so the guarantee would not hold. Set samples to "
+                f"{settings['n_samples']} (Model, sampling and calibration) or calibrate now."
             )
+            return None
         volume = np.asarray(layer.data)
         if volume.ndim == 2:
             volume = volume[None]
