@@ -77,8 +77,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "sample_data")
     ap.add_argument("--seed", type=int, default=msd.SEED)
-    ap.add_argument("--n-train", type=int, default=4000)
-    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--n-train", type=int, default=5000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--patch", type=int, default=64, help="square training patch (0: whole slice)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--evaluate-only", action="store_true", help="re-evaluate the weights in --out, no training"
     )
+    ap.add_argument("--skip-eval", action="store_true", help="train only; evaluate later")
     args = ap.parse_args(argv)
     if args.evaluate_only:
         torch.set_num_threads(args.threads)
@@ -188,7 +189,8 @@ def main(argv=None) -> int:
     # the sidecar JSON must exist before reloading: it carries the dropout rate, which a state
     # dict does not (without it the loader would fall back to its default)
     (args.out / f"{NAME}.json").write_text(json.dumps(info, indent=1) + "\n")
-    evaluate(args.out, args.seed, args.mc_samples)
+    if not args.skip_eval:
+        evaluate(args.out, args.seed, args.mc_samples)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB); training {t_train:.0f} s")
     return 0
 
