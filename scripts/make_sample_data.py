@@ -238,7 +238,9 @@ def acquire_varied(image, rng) -> tuple[np.ndarray, dict]:
     if rng.random() < 0.4:
         f = float(rng.uniform(1.3, 2.5))
         small = ndi.zoom(ndi.gaussian_filter(image, 0.4 * f), 1.0 / f, order=1)
-        up = ndi.zoom(small, [s / m for s, m in zip(image.shape, small.shape, strict=True)], order=1)
+        up = ndi.zoom(
+            small, [s / m for s, m in zip(image.shape, small.shape, strict=True)], order=1
+        )
         image = up[: image.shape[0], : image.shape[1]].astype(np.float32)
     blur = float(rng.uniform(0.0, 1.0))
     bias = float(rng.uniform(0.05, 0.45))
