@@ -138,6 +138,13 @@ class ModelGrid:
             np.clip(np.rint((pos - mod[0]) / self.model_spacing[0]), 0, self.model_shape[0] - 1)
         )
 
+    def source_slice(self, z: int) -> int:
+        """The source slice nearest to model-grid slice ``z``."""
+        src, mod = self._origins()
+        pos = mod[0] + z * self.model_spacing[0]
+        last = self.source_shape[0] - 1
+        return int(np.clip(np.rint((pos - src[0]) / self.source_spacing[0]), 0, last))
+
     def plane(self) -> ModelGrid:
         """The in-plane (y, x) part, for moving one slice's results."""
         return ModelGrid(
