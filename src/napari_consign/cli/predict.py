@@ -86,13 +86,23 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(1, "predict", args.quiet) as bar:
 
         def show(event) -> None:
+            if isinstance(event, an.ScanChecked):
+                print_scan_check(event, args.quiet)
             if isinstance(event, an.Progress) and event.total:
                 bar.total = event.total
                 bar.n = event.done
                 bar.set_description(event.text or event.stage)
                 bar.refresh()
 
-        result = an.run_to_completion(an.run_analysis(volume.array, spec, calibration, names), show)
+        gen = an.run_analysis(
+            volume.array,
+            spec,
+            calibration,
+            names,
+            spacing_zyx=tuple(volume.geometry.spacing_zyx),
+            modality=volume.modality or None,
+        )
+        result = an.run_to_completion(gen, show)
     if result.errors:
         name, message = next(iter(result.errors.items()))
         raise CLIError(f"{name}: {message}")
@@ -122,6 +132,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"band files in {args.out}, report {target}", file=sys.stderr)
     return 0
+
+
+def print_scan_check(event, quiet: bool) -> None:
+    """The scan checks on stderr: every warning (always) and the notes (unless quiet)."""
+    for line in event.report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if not quiet:
+        for line in event.report.notes:
+            print(f"note: {line}", file=sys.stderr)
+    if event.report.warnings:
+        print(event.caveat, file=sys.stderr)
 
 
 def _table(rows: list[dict]) -> str:
