@@ -206,9 +206,16 @@ def main(argv=None) -> int:
 CONTRAST_BINS = ((0.0, 0.1), (0.1, 0.2), (0.2, 10.0))  # faintest lesion's |contrast|
 
 
-def model_card(info: dict, evaluation: dict, seed: int, n_reference: int = 1000) -> dict:
-    """The model card (``napari_consign.models.card``) of the trained model, as a dict."""
-    images, _ = msd.training_cases(n_reference, seed)
+def model_card(info: dict, evaluation: dict, seed: int) -> dict:
+    """The model card (``napari_consign.models.card``) of the trained model, as a dict.
+
+    The intensity reference is the shipped ``threshold`` split (the scans the bundles are made
+    for, without the training-only contrast variation), regenerated from ``seed``.
+    """
+    images = [
+        c["image"].astype(np.float32) * c["scale"]
+        for c in (msd.make_case_2d(seed, "threshold", i) for i in range(msd.SPLITS["threshold"]))
+    ]
     ref = build_intensity_reference(images, float(info["normalization"].get("upper", 99.5)))
     t = info["training"]
     card = ModelCard(

@@ -23,17 +23,17 @@ CARD_KEY = "card"
 class IntensityReference:
     """Histogram of model-normalised body intensities on the training cases.
 
-    ``edges``: bin edges (ascending); ``histogram``: the training cases' pooled bin
+    ``edges``: bin edges (ascending); ``histogram``: the reference cases' pooled bin
     probabilities (sum 1); ``threshold``: a scan whose Wasserstein-1 distance to this histogram
     (in normalised intensity units) exceeds it is flagged; ``quantile``: the quantile of the
-    training cases' own distances the threshold was set from, times ``margin``.
+    reference cases' own distances the threshold was set from, times ``margin``.
     """
 
     edges: tuple[float, ...]
     histogram: tuple[float, ...]
     threshold: float
     quantile: float = 0.99
-    margin: float = 1.5
+    margin: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.edges) != len(self.histogram) + 1:
@@ -81,7 +81,7 @@ class ModelCard:
                     histogram=tuple(float(v) for v in ref["histogram"]),
                     threshold=float(ref["threshold"]),
                     quantile=float(ref.get("quantile", 0.99)),
-                    margin=float(ref.get("margin", 1.5)),
+                    margin=float(ref.get("margin", 1.0)),
                 )
             return cls(
                 modality=str(d["modality"]).upper(),
