@@ -160,9 +160,15 @@ def insert_lesion(image, truth, brain, params, rng, center=None) -> bool:
 
 def acquire(image, rng, ndim: int) -> tuple[np.ndarray, dict]:
     """Blur, bias field and Rician noise (the 'scanner')."""
-    blur = float(rng.uniform(0.0, 0.8))
-    bias = float(rng.uniform(0.05, 0.3))
-    noise = float(np.exp(rng.uniform(np.log(0.01), np.log(0.04))))
+    return _scanner(image, rng, (0.0, 0.8), (0.05, 0.3), (0.01, 0.04))
+
+
+def _scanner(image, rng, blur_range, bias_range, noise_range) -> tuple[np.ndarray, dict]:
+    """Blur (sigma uniform in ``blur_range``), bias field (amplitude uniform in ``bias_range``)
+    and Rician noise (sigma log-uniform in ``noise_range``), drawn in this order."""
+    blur = float(rng.uniform(*blur_range))
+    bias = float(rng.uniform(*bias_range))
+    noise = float(np.exp(rng.uniform(np.log(noise_range[0]), np.log(noise_range[1]))))
     out = ndi.gaussian_filter(image, blur) if blur > 0.05 else image.copy()
     out = out * bias_field(image.shape, bias, rng)
     n1 = rng.standard_normal(image.shape).astype(np.float32)
@@ -242,15 +248,7 @@ def acquire_varied(image, rng) -> tuple[np.ndarray, dict]:
             small, [s / m for s, m in zip(image.shape, small.shape, strict=True)], order=1
         )
         image = up[: image.shape[0], : image.shape[1]].astype(np.float32)
-    blur = float(rng.uniform(0.0, 1.0))
-    bias = float(rng.uniform(0.05, 0.45))
-    noise = float(np.exp(rng.uniform(np.log(0.006), np.log(0.05))))
-    out = ndi.gaussian_filter(image, blur) if blur > 0.05 else image.copy()
-    out = out * bias_field(image.shape, bias, rng)
-    n1 = rng.standard_normal(image.shape).astype(np.float32)
-    n2 = rng.standard_normal(image.shape).astype(np.float32)
-    out = np.sqrt((out + noise * n1) ** 2 + (noise * n2) ** 2)
-    return out.astype(np.float32), {"blur": blur, "bias": bias, "noise": noise}
+    return _scanner(image, rng, (0.0, 1.0), (0.05, 0.45), (0.006, 0.05))
 
 
 def make_case_2d(seed: int, split: str, index: int) -> dict:
