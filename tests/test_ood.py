@@ -109,3 +109,16 @@ def test_demo_histogram_is_normalised(card, demo):
 def test_model_without_card_gets_no_checks(demo):
     report = check_scan(demo, None)
     assert report.ok and report.check("card").ok is None
+
+
+def test_predict_prints_the_failed_checks_and_the_caution(card, demo, capsys):
+    from napari_consign.analysis import ScanChecked
+    from napari_consign.cli.predict import print_scan_check
+
+    report = check_scan(demo, card, spacing_zyx=DEMO_SPACING, modality="CT")
+    print_scan_check(ScanChecked(report, guarantee_caveat(report)), quiet=True)
+    err = capsys.readouterr().err
+    assert "warning: the scan is CT" in err and "Caution" in err
+    ok = check_scan(demo, card, spacing_zyx=DEMO_SPACING, modality="MR")
+    print_scan_check(ScanChecked(ok, guarantee_caveat(ok)), quiet=True)
+    assert capsys.readouterr().err == ""
