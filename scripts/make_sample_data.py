@@ -251,26 +251,31 @@ def acquire_varied(image, rng) -> tuple[np.ndarray, dict]:
     return _scanner(image, rng, (0.0, 1.0), (0.05, 0.45), (0.006, 0.05))
 
 
-def make_case_2d(seed: int, split: str, index: int) -> dict:
+def make_case_2d(seed: int, split: str, index: int, varied: bool = False) -> dict:
     """One independent 2D case: uint8 image, its float scale, uint8 mask and metadata.
 
     Calibration and test cases with ``index >= SPLITS[split] - HEALTHY[split]`` are healthy
-    (no lesion); the others have 1-3 lesions. Training cases (split "train") add anatomy,
-    contrast, resolution and scanner variation and are healthy with probability 0.25.
+    (no lesion); the others have 1-3 lesions. Training cases (split "train") have 0-3 lesions
+    (healthy with probability 0.1); with ``varied`` they add anatomy, contrast, resolution and
+    scanner variation, half of their lesions are faint and a quarter of them are healthy (the
+    variant tried for issue 15; see sample_data/README.md for what it measured).
     """
     rng = np.random.default_rng(np.random.SeedSequence((seed, SPLIT_CODES[split], index)))
     img, brain, z_mm = _anatomy_slice(rng)
     truth = np.zeros(SLICE_SHAPE, bool)
     train = split == "train"
+    varied = varied and train
     healthy = index >= SPLITS.get(split, 0) - HEALTHY.get(split, 0) and split in HEALTHY
-    if train:
+    if varied:
         img, brain = _vary_anatomy(img, brain, rng)
         n_les = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.35, 0.25, 0.15]))
+    elif train:
+        n_les = int(rng.choice([0, 1, 2, 3], p=[0.1, 0.4, 0.3, 0.2]))
     else:
         n_les = 0 if healthy else int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
     contrasts = []
     for _ in range(n_les):
-        p = _draw_train_lesion_params(rng) if train else _draw_lesion_params(rng, 2)
+        p = _draw_train_lesion_params(rng) if varied else _draw_lesion_params(rng, 2)
         if insert_lesion(img, truth, brain, p, rng):
             contrasts.append(p["contrast"])
     if not train and not healthy and not truth.any():  # a lesion case has a lesion
@@ -278,7 +283,7 @@ def make_case_2d(seed: int, split: str, index: int) -> dict:
         p["radii"] = [4.0, 4.0]
         insert_lesion(img, truth, brain, p, rng)
         contrasts.append(p["contrast"])
-    out, acq = acquire_varied(img, rng) if train else acquire(img, rng, 2)
+    out, acq = acquire_varied(img, rng) if varied else acquire(img, rng, 2)
     scale = float(out.max()) / 255.0
     u8 = np.clip(np.rint(out / scale), 0, 255).astype(np.uint8)
     return {
@@ -293,12 +298,12 @@ def make_case_2d(seed: int, split: str, index: int) -> dict:
     }
 
 
-def training_cases(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+def training_cases(n: int, seed: int = SEED, varied: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Regenerate the model-training cases: float32 images (n, 112, 96), uint8 masks."""
     imgs = np.empty((n, *SLICE_SHAPE), np.float32)
     msks = np.empty((n, *SLICE_SHAPE), np.uint8)
     for i in range(n):
-        c = make_case_2d(seed, "train", i)
+        c = make_case_2d(seed, "train", i, varied)
         imgs[i] = c["image"].astype(np.float32) * c["scale"]
         msks[i] = c["mask"]
     return imgs, msks
