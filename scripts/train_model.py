@@ -295,6 +295,8 @@ def evaluate(folder: Path, seed: int, mc_samples: int) -> dict:
         "mc_samples": mc_samples,
         "mc_seed": 0,
         "mc_seconds": round(t_mc, 1),
+        "dice_eval_mode_first32": round(float(d_eval[:32].mean()), 4),  # quick to re-check
+        "dice_mc_mean_first32": round(float(d_mc[:32].mean()), 4),
     }
     info["card"] = model_card(info, info["evaluation"], seed)
     meta.write_text(json.dumps(info, indent=1) + "\n")
