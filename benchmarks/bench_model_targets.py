@@ -2,6 +2,7 @@
 
     python benchmarks/bench_model_targets.py                   # CRC and COAT, N_s = bundle's
     python benchmarks/bench_model_targets.py --methods crc --json out/targets.json
+    python benchmarks/bench_model_targets.py --figure docs/figures/bands_alpha0.1.png
 
 Prints one table row per target with the measured value:
 
@@ -59,11 +60,43 @@ def head_mask_of_demo() -> np.ndarray | None:
     return ndi.binary_dilation(brain[crop], ndi.generate_binary_structure(3, 3))
 
 
+def save_figure(path: Path, panels, method: str) -> None:
+    """One axial slice per scan: the scan in grey, the outer band orange, the inner band red
+    (and the true lesion outline in cyan where known), at alpha 0.1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5))
+    for ax, (title, vol, res, truth) in zip(np.atleast_1d(axes), panels, strict=True):
+        inner, outer = res.bands[method].masks(ALPHA)
+        if truth is not None:
+            z = int(np.argmax(truth.sum(axis=(1, 2))))
+        else:
+            z = int(np.argmax(inner.sum(axis=(1, 2)))) if inner.any() else vol.shape[0] // 2
+        ax.imshow(vol[z], cmap="gray")
+        overlay = np.zeros((*vol.shape[1:], 4))
+        overlay[outer[z]] = (1.0, 0.55, 0.0, 0.45)
+        overlay[inner[z]] = (0.9, 0.0, 0.0, 0.8)
+        ax.imshow(overlay)
+        if truth is not None:
+            ax.contour(truth[z], levels=[0.5], colors="cyan", linewidths=0.8)
+        ax.set_title(f"{title}\n{method.upper()} alpha {ALPHA:g}, slice {z}", fontsize=9)
+        ax.axis("off")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="crc,coat")
     ap.add_argument("--n-samples", type=int, default=10)
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    ap.add_argument(
+        "--figure", type=Path, default=None, help="PNG of a demo and a Colin27 slice with bands"
+    )
     args = ap.parse_args(argv)
     import SimpleITK as sitk
     import torch
@@ -130,6 +163,7 @@ def main(argv=None) -> int:
             "outer_outside_body": outside_body,
         }
     out["demo"]["warnings"] = list(res.view.report.warnings)
+    panels = [("demo scan (2 mm), slice with most lesion", demo.array, res, truth)]
 
     for fname, label, target in (
         ("ch2bet.nii.gz", "Colin27 1 mm, skull-stripped", "<= 1 mL"),
@@ -156,6 +190,8 @@ def main(argv=None) -> int:
                 )
             )
         out[fname] = entry
+        if fname == "ch2bet.nii.gz":
+            panels.append(("healthy Colin27 (1 mm, skull-stripped)", vol.array, res, None))
 
     evaluation = json.loads((sample_data_path("bundles") / "evaluation.json").read_text())
     for name in methods:
@@ -167,6 +203,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    if args.figure:
+        save_figure(args.figure, panels, methods[0])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
