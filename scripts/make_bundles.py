@@ -6,14 +6,20 @@
    test) with the bundled MC-dropout UNet (seeded); the samples are cached in `out/` as NPZ
    contract files (not shipped: they are large and rebuilt by this script), which
    `napari-consign evaluate` reads as they are.
+   Scores outside each case's body mask (`napari_consign.body_mask`, the model card's rule)
+   are set to 0, as the analysis does for a scan, so the bands' calibration matches what
+   the widget shows.
 2. Fits each method: threshold predictors (AT, COAT) train on the `threshold` split, every
    method calibrates on the `calibration` split (CONSIGN on its first `--consign-n` cases, on
    the `--consign-alphas` grid: its membership checks are slow on 112 x 96 images).
 3. Evaluates each fitted method on the `test` split at `--alpha` (CONSIGN: at the smallest
    alpha of its grid that has a set, on the first `--consign-test-n` test cases) and only then
-   saves its bundle in `sample_data/bundles/<method>.npz` with the model identity and the
-   settings: a method that cannot answer leaves the shipped bundle untouched. The figures go
-   to `sample_data/bundles/evaluation.json` (other methods' entries are kept) and are printed.
+   saves its bundle in `sample_data/bundles/<method>.npz` with the model identity, the model
+   card and the settings: a method that cannot answer leaves the shipped bundle untouched.
+   On the healthy test cases it also reports how often the inner band is empty and the mean
+   inner loss with healthy scans counted (`1[inner non-empty]` for them, docs/guarantees.md).
+   The figures go to `sample_data/bundles/evaluation.json` (other methods' entries are kept)
+   and are printed.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from napari_consign._sample_data import load_cases
+from napari_consign.body_mask import BODY_RULE, body_mask, restrict_scores
 from napari_consign.calibration import save_bundle
 from napari_consign.conformal.consign_calibration import LambdaMaxError
 from napari_consign.conformal.evaluation import split_metrics
+from napari_consign.conformal.metrics import inner_loss
 from napari_consign.conformal.registry import METHODS, MethodOptions
 from napari_consign.npz_contract import load_segmentation_set
 from napari_consign.pipeline import fit_methods, sample_cases, save_npz_contract
@@ -53,6 +62,31 @@ def sampled_split(split: str, sampler, n_samples: int):
     return data
 
 
+def with_body_rule(data):
+    """``data`` with every score outside its case's body mask set to 0."""
+    bodies = np.stack([body_mask(img) for img in data.images])
+    return replace(data, scores=restrict_scores(data.scores, bodies))
+
+
+def healthy_metrics(method, test, alpha: float) -> dict:
+    """Inner-band figures with the healthy test cases counted (docs/guarantees.md)."""
+    healthy = ~test.masks.reshape(len(test), -1).any(1)
+    if not healthy.any():
+        return {}
+    losses, empty = [], []
+    for (inner, _), truth in zip(method.predict_masks(test, alpha), test.masks, strict=True):
+        if truth.any():
+            losses.append(inner_loss(inner, truth))
+        else:
+            losses.append(float(inner.any()))
+            empty.append(not inner.any())
+    return {
+        "n_test_healthy": int(healthy.sum()),
+        "healthy_inner_empty_rate": float(np.mean(empty)),
+        "inner_loss_with_healthy": float(np.mean(losses)),
+    }
+
+
 def _first(data, n: int):
     return data.subset(np.arange(min(n, len(data))))
 
@@ -61,7 +95,8 @@ def fit_and_evaluate(name: str, args, options: MethodOptions, train, cal, test):
     """``(method, alpha, metrics)`` of one method, or None when it has no set to ship."""
     if name != "consign":
         method = fit_methods([name], cal, train, options)[name]
-        return method, args.alpha, split_metrics(method, test, args.alpha)
+        metrics = split_metrics(method, test, args.alpha)
+        return method, args.alpha, {**metrics, **healthy_metrics(method, test, args.alpha)}
     method = fit_methods([name], _first(cal, args.consign_n), None, options)[name]
     grid = [float(a) for a in args.consign_alphas.split(",")]
     answered = sorted(method.calibrate_alphas(grid))
@@ -116,7 +151,8 @@ def main() -> None:
     model = load_builtin_model()
     sampler = Sampler(model, n_samples=args.n_samples, seed=args.seed, device="cpu")
     train, cal, test = (
-        sampled_split(s, sampler, args.n_samples) for s in ("threshold", "calibration", "test")
+        with_body_rule(sampled_split(s, sampler, args.n_samples))
+        for s in ("threshold", "calibration", "test")
     )
     names = [m for m in args.methods.split(",") if m]
     options = MethodOptions(
@@ -126,9 +162,12 @@ def main() -> None:
         "n_samples": args.n_samples,
         "mode": "mc_dropout",
         "seed": args.seed,
-        "calibration": "sample_data/cases2d.npz, split 'calibration'",
+        "calibration": "sample_data/cases2d.npz, split 'calibration' (500 lesion + 100 healthy)",
+        "body_rule": BODY_RULE,
+        "card": model.info.get("card", {}),
     }
     report = {"alpha": args.alpha, "n_test": len(test), "model_id": sampler.identity, **extra}
+    report.pop("card")  # in every bundle; unet_lesions.json holds it too
     report["methods"] = {}
     BUNDLES.mkdir(parents=True, exist_ok=True)
     print("\n| method | alpha | coverage | gap | inner loss | outer px | inner px | fit s |")

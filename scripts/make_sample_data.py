@@ -46,7 +46,10 @@ SPACING_MM = 2.0
 CROP_Z = (0, 80)
 CROP_Y = (2, 114)
 CROP_X = (1, 97)
-SPLITS = {"threshold": 300, "calibration": 500, "test": 500}
+SPLITS = {"threshold": 300, "calibration": 600, "test": 600}
+#: the last cases of these splits are healthy (no lesion): they calibrate and test the inner
+#: band's guarantee on scans without structure; the first 500 of each are unchanged
+HEALTHY = {"calibration": 100, "test": 100}
 SPLIT_CODES = {"train": 0, "threshold": 1, "calibration": 2, "test": 3, "demo": 9}
 DEMO_SERIES_UID = "1.2.826.0.1.3680043.8.498.20261123.1"
 DEMO_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261123.2"
@@ -157,9 +160,15 @@ def insert_lesion(image, truth, brain, params, rng, center=None) -> bool:
 
 def acquire(image, rng, ndim: int) -> tuple[np.ndarray, dict]:
     """Blur, bias field and Rician noise (the 'scanner')."""
-    blur = float(rng.uniform(0.0, 0.8))
-    bias = float(rng.uniform(0.05, 0.3))
-    noise = float(np.exp(rng.uniform(np.log(0.01), np.log(0.04))))
+    return _scanner(image, rng, (0.0, 0.8), (0.05, 0.3), (0.01, 0.04))
+
+
+def _scanner(image, rng, blur_range, bias_range, noise_range) -> tuple[np.ndarray, dict]:
+    """Blur (sigma uniform in ``blur_range``), bias field (amplitude uniform in ``bias_range``)
+    and Rician noise (sigma log-uniform in ``noise_range``), drawn in this order."""
+    blur = float(rng.uniform(*blur_range))
+    bias = float(rng.uniform(*bias_range))
+    noise = float(np.exp(rng.uniform(np.log(noise_range[0]), np.log(noise_range[1]))))
     out = ndi.gaussian_filter(image, blur) if blur > 0.05 else image.copy()
     out = out * bias_field(image.shape, bias, rng)
     n1 = rng.standard_normal(image.shape).astype(np.float32)
@@ -196,26 +205,85 @@ def _anatomy_slice(rng) -> tuple[np.ndarray, np.ndarray, float]:
     return img.astype(np.float32), msk, (z * SPACING_MM + TEMPLATE_ORIGIN_LPS[2])
 
 
-def make_case_2d(seed: int, split: str, index: int) -> dict:
-    """One independent 2D case: uint8 image, its float scale, uint8 mask and metadata."""
+def _vary_anatomy(img: np.ndarray, brain: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Training-only anatomy and contrast variation on top of ``_anatomy_slice``: a smooth
+    elastic warp (up to 4 px), an anisotropic stretch (0.85-1.15 per axis) and a random
+    monotone tissue-contrast curve (so grey/white/CSF ratios differ from the template's)."""
+    amp = rng.uniform(0.0, 4.0)
+    grid = np.mgrid[0 : SLICE_SHAPE[0], 0 : SLICE_SHAPE[1]].astype(np.float32)
+    centre = (np.array(SLICE_SHAPE, np.float32) - 1) / 2.0
+    stretch = rng.uniform(0.85, 1.15, size=2).astype(np.float32)
+    coords = np.stack(
+        [
+            centre[k] + (grid[k] - centre[k]) / stretch[k] + amp * _unit_noise(SLICE_SHAPE, 10, rng)
+            for k in range(2)
+        ]
+    )
+    img = ndi.map_coordinates(img, coords, order=1, mode="constant").astype(np.float32)
+    brain = ndi.map_coordinates(brain.astype(np.float32), coords, order=1, mode="constant") > 0.5
+    knots = np.linspace(0.0, 1.0, 5)
+    steps = rng.uniform(0.5, 1.5, size=4)
+    curve = np.concatenate([[0.0], np.cumsum(steps) / steps.sum()])
+    img = np.interp(np.clip(img, 0.0, 1.0), knots, curve).astype(np.float32)
+    return img, brain
+
+
+def _draw_train_lesion_params(rng) -> dict:
+    """Training lesions: as the held-out ones, but half of them faint (contrast 0.05-0.15)."""
+    p = _draw_lesion_params(rng, 2)
+    if rng.random() < 0.5:
+        sign = np.sign(p["contrast"])
+        p["contrast"] = float(sign * np.exp(rng.uniform(np.log(0.05), np.log(0.15))))
+    return p
+
+
+def acquire_varied(image, rng) -> tuple[np.ndarray, dict]:
+    """Training-only 'scanner': wider blur, bias field and noise than ``acquire``, and with
+    probability 0.4 a lower in-plane resolution (down by 1.3-2.5, back up linearly), as a scan
+    resampled from another grid looks."""
+    if rng.random() < 0.4:
+        f = float(rng.uniform(1.3, 2.5))
+        small = ndi.zoom(ndi.gaussian_filter(image, 0.4 * f), 1.0 / f, order=1)
+        up = ndi.zoom(
+            small, [s / m for s, m in zip(image.shape, small.shape, strict=True)], order=1
+        )
+        image = up[: image.shape[0], : image.shape[1]].astype(np.float32)
+    return _scanner(image, rng, (0.0, 1.0), (0.05, 0.45), (0.006, 0.05))
+
+
+def make_case_2d(seed: int, split: str, index: int, varied: bool = False) -> dict:
+    """One independent 2D case: uint8 image, its float scale, uint8 mask and metadata.
+
+    Calibration and test cases with ``index >= SPLITS[split] - HEALTHY[split]`` are healthy
+    (no lesion); the others have 1-3 lesions. Training cases (split "train") have 0-3 lesions
+    (healthy with probability 0.1); with ``varied`` they add anatomy, contrast, resolution and
+    scanner variation, half of their lesions are faint and a quarter of them are healthy (the
+    variant tried for issue 15; see sample_data/README.md for what it measured).
+    """
     rng = np.random.default_rng(np.random.SeedSequence((seed, SPLIT_CODES[split], index)))
     img, brain, z_mm = _anatomy_slice(rng)
     truth = np.zeros(SLICE_SHAPE, bool)
-    if split == "train":
+    train = split == "train"
+    varied = varied and train
+    healthy = index >= SPLITS.get(split, 0) - HEALTHY.get(split, 0) and split in HEALTHY
+    if varied:
+        img, brain = _vary_anatomy(img, brain, rng)
+        n_les = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.35, 0.25, 0.15]))
+    elif train:
         n_les = int(rng.choice([0, 1, 2, 3], p=[0.1, 0.4, 0.3, 0.2]))
     else:
-        n_les = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
+        n_les = 0 if healthy else int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
     contrasts = []
     for _ in range(n_les):
-        p = _draw_lesion_params(rng, 2)
+        p = _draw_train_lesion_params(rng) if varied else _draw_lesion_params(rng, 2)
         if insert_lesion(img, truth, brain, p, rng):
             contrasts.append(p["contrast"])
-    if split != "train" and not truth.any():  # guarantee a non-empty ground truth
+    if not train and not healthy and not truth.any():  # a lesion case has a lesion
         p = _draw_lesion_params(rng, 2)
         p["radii"] = [4.0, 4.0]
         insert_lesion(img, truth, brain, p, rng)
         contrasts.append(p["contrast"])
-    out, acq = acquire(img, rng, 2)
+    out, acq = acquire_varied(img, rng) if varied else acquire(img, rng, 2)
     scale = float(out.max()) / 255.0
     u8 = np.clip(np.rint(out / scale), 0, 255).astype(np.uint8)
     return {
@@ -230,12 +298,12 @@ def make_case_2d(seed: int, split: str, index: int) -> dict:
     }
 
 
-def training_cases(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+def training_cases(n: int, seed: int = SEED, varied: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Regenerate the model-training cases: float32 images (n, 112, 96), uint8 masks."""
     imgs = np.empty((n, *SLICE_SHAPE), np.float32)
     msks = np.empty((n, *SLICE_SHAPE), np.uint8)
     for i in range(n):
-        c = make_case_2d(seed, "train", i)
+        c = make_case_2d(seed, "train", i, varied)
         imgs[i] = c["image"].astype(np.float32) * c["scale"]
         msks[i] = c["mask"]
     return imgs, msks

@@ -313,6 +313,20 @@ class MethodsReady:
 
 
 @dataclass(frozen=True)
+class ScanChecked:
+    """The scan was compared with the model card before sampling.
+
+    ``report`` (:class:`~napari_consign.ood.OODReport`): ``report.warnings`` lists the failed
+    checks (empty when the scan looks like the training scans), ``report.notes`` facts such
+    as the resampling; ``caveat`` is the sentence to show beside the guarantee (a caution when
+    a check failed).
+    """
+
+    report: Any
+    caveat: str
+
+
+@dataclass(frozen=True)
 class SlicePreview:
     """Bands of the slice on screen (``z``), as one-slice volumes ``(1, H, W)`` per method."""
 
@@ -341,8 +355,11 @@ class AnalysisResult:
     """What a finished run returns (alpha-independent; the slider reads ``bands``).
 
     ``samples`` (raw ``(Z, N_s, H, W)`` samples) is None after a streamed run; CONSIGN's
-    per-slice decomposition is ``decomposition`` (a ``DecompositionStack``, one unit per slice)
-    when CONSIGN ran, and all its bands and plausible segmentations need.
+    per-slice decomposition is ``decomposition`` (a ``DecompositionStack``, one unit per slice
+    of the model grid) when CONSIGN ran, and all its bands and plausible segmentations need.
+    ``mean``, ``var`` and ``bands`` are on the scan's grid; ``view``
+    (:class:`~napari_consign.scan_view.ScanView`) holds the model grid, the body masks and
+    the out-of-distribution report (``view.report``).
     """
 
     model_id: str
@@ -353,6 +370,7 @@ class AnalysisResult:
     bands: dict
     errors: dict
     decomposition: Any = None
+    view: Any = None  # the ScanView: model grid, body masks, OOD report
 
 
 # --------------------------------------------------------------------------- numerics glue
@@ -454,13 +472,15 @@ def calibrate_methods(
     device: str = "cpu",
     epochs: int | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
+    body_rule: bool = False,
 ) -> Generator[Progress, None, dict]:
     """Calibrate ``wanted`` methods now: sample every unit with ``sampler``, then fit.
 
     Yields :class:`Progress`; returns ``{method: calibrated object}``. AT/COAT train their
     threshold predictor on ``cases.train_*`` (never the calibration units). Samples are
     streamed: each unit is reduced to its MC mean (and, for CONSIGN, its top-K decomposition)
-    as it is sampled, so the raw samples of all units never exist at once.
+    as it is sampled, so the raw samples of all units never exist at once. ``body_rule``:
+    scores outside each unit's body mask are set to 0, as the analysis does for a scan.
     """
     from .conformal.dataset import SegmentationSet
     from .conformal.registry import MethodOptions
@@ -503,7 +523,12 @@ def calibrate_methods(
             if with_topk:
                 decomps.append(res["topk"])
         scores = np.clip(np.concatenate(means), 0.0, 1.0)
-        sets[label] = SegmentationSet(None, scores, np.concatenate(masks), np.concatenate(imgs))
+        units = np.concatenate(imgs)
+        if body_rule:
+            from .body_mask import body_mask, restrict_scores
+
+            scores = restrict_scores(scores, np.stack([body_mask(u) for u in units]))
+        sets[label] = SegmentationSet(None, scores, np.concatenate(masks), units)
     out: dict[str, Any] = {}
     for i, name in enumerate(wanted):
         _check_cancel(cancel)
@@ -571,6 +596,8 @@ def run_analysis(
     cancel: threading.Event | Callable[[], bool] | None = None,
     method_cache: dict | None = None,
     sampler_cache: dict | None = None,
+    spacing_zyx: tuple[float, ...] | None = None,
+    modality: str | None = None,
 ) -> Generator[Any, None, AnalysisResult]:
     """The whole computation for one scan, as a generator of events (see the module doc).
 
@@ -579,8 +606,15 @@ def run_analysis(
     model identity and calibration source, so they are not redone for every scan;
     ``sampler_cache`` likewise keeps the loaded model per :class:`ModelSpec`. Cancelling
     raises :class:`~napari_consign.conformal.errors.Cancelled` at the next step.
+
+    ``spacing_zyx`` (mm) and ``modality`` (DICOM code, e.g. "MR") describe the scan: with a
+    model card, the scan is resampled to the model's spacing, checked (:class:`ScanChecked`,
+    yielded before any sampling) and the bands are bounded by its body mask; results come back
+    on the scan's grid.
     """
     from .models import Moments, SamplingCancelled, TopK
+    from .models.card import card_of
+    from .scan_view import ScanView
 
     volume = np.asarray(volume)
     if volume.ndim != 3:
@@ -591,6 +625,10 @@ def run_analysis(
     yield Progress("model", 0, 1, "loading the model")
     sampler = _cached_sampler(model, sampler_cache) if isinstance(model, ModelSpec) else model
     model_id = str(sampler.identity)
+    _check_cancel(cancel)
+    card = card_of(sampler)
+    view = ScanView.prepare(volume, card, spacing_zyx, modality)
+    yield ScanChecked(view.report, _caveat(view.report))
     _check_cancel(cancel)
 
     notes: list[str] = []
@@ -605,7 +643,12 @@ def run_analysis(
             cases = read_cases(calibration.source, calibration.max_cases)
             notes.append(f"calibrated on {cases.description}")
             fitted = yield from calibrate_methods(
-                sampler, cases, todo, epochs=calibration.epochs, cancel=cancel
+                sampler,
+                cases,
+                todo,
+                epochs=calibration.epochs,
+                cancel=cancel,
+                body_rule=view.body_model is not None,
             )
             methods.update(fitted)
             if method_cache is not None:
@@ -619,8 +662,10 @@ def run_analysis(
     yield MethodsReady(dict(methods), model_id, tuple(notes))
     _check_cancel(cancel)
 
+    shown = None if start_slice is None else int(np.clip(start_slice, 0, volume.shape[0] - 1))
+    volume = view.volume  # the model grid from here on
     n_slices = volume.shape[0]
-    start = None if start_slice is None else int(np.clip(start_slice, 0, n_slices - 1))
+    start = None if shown is None else view.model_slice(shown)
     moments = Moments()
     reducers = [moments]
     # CONSIGN streams its per-slice top-K decomposition, never the raw samples; a CONSIGN whose
@@ -644,20 +689,22 @@ def run_analysis(
             if first:
                 first = False
                 z = step.z
+                z_shown = view.source_slice(z) if shown is None else shown
                 preview = {}
                 for name, m in methods.items():
                     try:
-                        preview[name] = method_bands(
+                        b = method_bands(
                             name,
                             m,
-                            moments.mean[z : z + 1],
+                            view.scores(moments.mean[z : z + 1], z),
                             moments.var[z : z + 1],
                             volume[z : z + 1],
                             None if topk is None else topk.out.select(z),
                         )
+                        preview[name] = view.slice_bands_to_source(b, z_shown)
                     except (ConformalInputError, ValueError):
                         pass  # reported once, for the whole volume, below
-                yield SlicePreview(z, preview)
+                yield SlicePreview(z_shown, preview)
     except SamplingCancelled as exc:
         raise Cancelled(str(exc)) from None
     decomposition = None if topk is None else topk.out
@@ -669,7 +716,8 @@ def run_analysis(
         try:
             if name == "consign" and stream_error is not None:
                 raise ConformalInputError(stream_error)
-            b = method_bands(name, m, moments.mean, moments.var, volume, decomposition)
+            b = method_bands(name, m, view.scores(moments.mean), moments.var, volume, decomposition)
+            b = view.bands_to_source(b)
         except (ConformalInputError, ValueError) as exc:
             errors[name] = str(exc)
             yield MethodFailed(name, str(exc))
@@ -679,14 +727,21 @@ def run_analysis(
     yield Progress("done", total, total, "done")
     return AnalysisResult(
         model_id=model_id,
-        mean=moments.mean,
-        var=moments.var,
+        mean=view.map_to_source(view.scores(moments.mean)),
+        var=view.map_to_source(moments.var),
         samples=None,
         methods=dict(methods),
         bands=bands,
         errors=errors,
         decomposition=decomposition,
+        view=view,
     )
+
+
+def _caveat(report: Any) -> str:
+    from .ood import guarantee_caveat
+
+    return guarantee_caveat(report)
 
 
 def _cached_sampler(spec: ModelSpec, cache: dict | None) -> Any:
@@ -730,10 +785,13 @@ class ImageAnalysis:
     errors: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     result: AnalysisResult | None = None
+    scan_check: ScanChecked | None = None  # OOD report and the guarantee's caveat
 
     def apply(self, event: Any) -> None:
         """Record one event of :func:`run_analysis`."""
-        if isinstance(event, MethodsReady):
+        if isinstance(event, ScanChecked):
+            self.scan_check = event
+        elif isinstance(event, MethodsReady):
             self.methods = dict(event.methods)
             self.model_id = event.model_id
             self.notes = event.notes
@@ -808,12 +866,22 @@ class ImageAnalysis:
             raise ConformalInputError(f"{method.upper()} offers no sampling of its set here")
         m, res = self.methods[method], self.result
         a = self.bands[method].snap(alpha)
-        z_count = self.shape[0]
-        out = np.zeros((n, *self.shape), dtype=np.uint8)
-        if method == "consign":
-            source = res.decomposition if res.decomposition is not None else res.samples
-            _, unit = _consign_units(source)
-        for z in range(z_count):
-            src = unit(z) if method == "consign" else res.mean[z]
-            out[:, z] = m.sample(src, a, n, seed=(seed + z) if seed is not None else None)
-        return out
+        if method != "consign":
+            out = np.zeros((n, *self.shape), dtype=np.uint8)
+            for z in range(self.shape[0]):
+                sd = (seed + z) if seed is not None else None
+                out[:, z] = m.sample(res.mean[z], a, n, seed=sd)
+            return out
+        source = res.decomposition if res.decomposition is not None else res.samples
+        count, unit = _consign_units(source)  # CONSIGN's units are the model grid's slices
+        draws = np.stack(
+            [
+                m.sample(unit(z), a, n, seed=(seed + z) if seed is not None else None)
+                for z in range(count)
+            ],
+            axis=1,
+        ).astype(np.uint8)
+        view = res.view
+        if view is None:
+            return draws
+        return np.stack([view.labels_to_source(d) for d in draws])

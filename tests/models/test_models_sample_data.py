@@ -64,16 +64,18 @@ def test_cases_2d():
     cal = sd.load_cases("calibration")
     test = sd.load_cases("test")
     thr = sd.load_cases("threshold")
-    assert len(cal["images"]) == len(test["images"]) == 500 and len(thr["images"]) == 300
+    assert len(cal["images"]) == len(test["images"]) == 600 and len(thr["images"]) == 300
     assert cal["images"].dtype == np.float32 and cal["images"].shape[1:] == (112, 96)
     assert cal["masks"].dtype == np.uint8
-    assert (cal["masks"].reshape(500, -1).sum(1) > 0).all()  # no empty ground truth
+    # the first 500 have lesions; the last 100 are healthy (the inner band's guarantee covers them)
+    area = cal["masks"].reshape(600, -1).sum(1)
+    assert (area[:500] > 0).all() and (area[500:] == 0).all()
     assert (test["split"] == "test").all()
     # difficulty varies: faint and strong lesions, small and large
     c = test["min_abs_contrast"]
     assert c.min() < 0.07 and c.max() > 0.3
     assert test["lesion_area"].min() < 30 and test["lesion_area"].max() > 300
-    assert len(sd.load_cases()["images"]) == 1300
+    assert len(sd.load_cases()["images"]) == 1500
     with pytest.raises(ValueError, match="unknown split 'train'"):
         sd.load_cases("train")
 

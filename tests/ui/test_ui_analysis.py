@@ -70,7 +70,7 @@ def test_run_analysis_visible_slice_first(sampler, small_volume, synthetic_metho
         events.append,
     )
     kinds = [type(e).__name__ for e in events if not isinstance(e, an.Progress)]
-    assert kinds == ["MethodsReady", "SlicePreview", "MethodBands", "MethodBands"]
+    assert kinds == ["ScanChecked", "MethodsReady", "SlicePreview", "MethodBands", "MethodBands"]
     preview = next(e for e in events if isinstance(e, an.SlicePreview))
     assert preview.z == 2 and set(preview.bands) == {"crc", "coat"}
     # the preview came right after the first sampled slice, before the others
@@ -317,10 +317,11 @@ def test_calibrate_now_crc_and_pixelwise(sampler, tmp_path, builtin_model_id):
 
     cases = an.read_cases(sample_data_path("cases2d.npz"), max_cases=16)
     fitted = an.run_to_completion(an.calibrate_methods(sampler, cases, ["crc", "pixelwise"]))
-    assert fitted["crc"].n_used == 16 and fitted["pixelwise"].n_used == 16
-    written, problems = an.save_bundles({"crc": fitted["crc"]}, tmp_path, builtin_model_id)
+    crc = fitted["crc"]  # the calibration split ends with healthy cases
+    assert crc.n_used + crc.n_empty == 16 and fitted["pixelwise"].n_used == crc.n_used
+    written, problems = an.save_bundles({"crc": crc}, tmp_path, builtin_model_id)
     assert not problems
-    assert load_bundle(written[0], model_id=builtin_model_id).n_used == 16
+    assert load_bundle(written[0], model_id=builtin_model_id).n_used == crc.n_used
 
 
 def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypatch, reducer_spy):

@@ -130,4 +130,7 @@ def test_demo_headless_with_the_shipped_bundles(qapp, tmp_path, builtin_model_id
     differ = colour_pixels("disagreement.png", a_only, 40) + colour_pixels(
         "disagreement.png", b_only, 40
     )
-    assert differ > 0  # and where they differ
+    # and where they differ: with bands bounded by the body mask, CRC's and COAT's outer bands
+    # on these slices at alpha 0.3 can coincide (the same voxels), so only when volumes differ
+    outer = [report["methods"][m]["outer_ml"] for m in ("crc", "coat")]
+    assert differ > 0 or outer[0] == pytest.approx(outer[1]), (differ, outer)

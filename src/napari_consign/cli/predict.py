@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(1, "predict", args.quiet) as bar:
 
         def show(event) -> None:
+            if isinstance(event, an.ScanChecked):
+                print_scan_check(event, args.quiet)
             if isinstance(event, an.Progress) and event.total:
                 bar.total = event.total
                 bar.n = event.done
@@ -135,9 +137,15 @@ def run(args: argparse.Namespace) -> int:
                 bar.refresh()
 
         try:
-            result = an.run_to_completion(
-                an.run_analysis(volume.array, spec, calibration, names), show
+            gen = an.run_analysis(
+                volume.array,
+                spec,
+                calibration,
+                names,
+                spacing_zyx=tuple(volume.geometry.spacing_zyx),
+                modality=volume.modality or None,
             )
+            result = an.run_to_completion(gen, show)
         except model_failures() as exc:  # a user model failing on the real slices
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise CLIError(
@@ -213,6 +221,17 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     """Every file this run reads (never an output): scan, bundles, models and sidecars."""
     models = list(args.model or ())
     return [args.scan, *args.bundle, *models, *(m.with_suffix(".json") for m in models)]
+
+
+def print_scan_check(event, quiet: bool) -> None:
+    """The scan checks on stderr: every warning (always) and the notes (unless quiet)."""
+    for line in event.report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if not quiet:
+        for line in event.report.notes:
+            print(f"note: {line}", file=sys.stderr)
+    if event.report.warnings:
+        print(event.caveat, file=sys.stderr)
 
 
 def _table(rows: list[dict]) -> str:

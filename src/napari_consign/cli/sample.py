@@ -104,6 +104,29 @@ def _check_volume(arr, path: Path):
     return arr
 
 
+def _print_scan_check(vol, geo: dict, sampler, quiet: bool) -> None:
+    """The model card's scan checks on stderr. ``sample`` keeps the scan's grid (the NPZ holds
+    its geometry), so a spacing other than the card's is only reported."""
+    from ..models.card import card_of
+    from ..ood import check_scan, guarantee_caveat
+
+    card = card_of(sampler)
+    spacing = tuple(float(s) for s in geo["spacing"])[::-1]  # SimpleITK (x, y, z) -> (z, y, x)
+    report = check_scan(vol, card, spacing_zyx=spacing if len(spacing) == 3 else None)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if card is not None and len(spacing) == 3 and not quiet:
+        if any(abs(a / b - 1) > 1e-3 for a, b in zip(spacing, card.spacing_zyx, strict=True)):
+            want = " x ".join(f"{v:g}" for v in card.spacing_zyx)
+            print(
+                f"note: the model expects {want} mm voxels; `sample` keeps the scan's grid "
+                "(`predict` and the widget resample)",
+                file=sys.stderr,
+            )
+    if report.warnings:
+        print(guarantee_caveat(report), file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -162,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     except (DeviceError, ModelLoadError, ValueError) as exc:
         raise CLIError(str(exc)) from None
 
+    _print_scan_check(vol, geo, sampler, args.quiet)
     keep = KeepSamples(dtype=np.dtype(args.dtype))
     t0 = time.perf_counter()
 

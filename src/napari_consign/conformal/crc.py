@@ -1,12 +1,12 @@
 """CRC: one global threshold per band, exact from sorted breakpoints (docs/methods.md §2).
 
-Guarantee (Angelopoulos et al., ICLR 2024), for calibration and test scans that are
-exchangeable and have non-empty ground truth:
+Guarantee (Angelopoulos et al., ICLR 2024), for exchangeable calibration and test scans:
 
-* outer band ``{p >= tau_out}``: ``E[FNR] <= alpha`` (it misses on average at most a fraction
-  alpha of the structure);
-* inner band ``{p >= tau_in}``: ``E[min(1, FP / |Y|)] <= alpha`` (its false positives are on
-  average at most a fraction alpha of the structure's size).
+* outer band ``{p >= tau_out}``: ``E[FNR] <= alpha`` over scans with non-empty ground truth
+  (it misses on average at most a fraction alpha of the structure);
+* inner band ``{p >= tau_in}``: ``E[L_in] <= alpha`` over all scans, healthy ones included,
+  with ``L_in = min(1, FP / |Y|)`` when ``|Y| > 0`` and ``L_in = 1[inner band non-empty]``
+  when ``|Y| = 0`` (docs/guarantees.md).
 
 The inner threshold is raised to ``max(tau_in, tau_out)`` so the inner band lies inside the outer
 band; raising it only lowers the inner loss, so both guarantees hold.
@@ -94,14 +94,17 @@ class CRC:
     def fit(self, scores: Units, masks: Units) -> CRC:
         """Calibrate on probability maps (any dimension) and their ground-truth masks.
 
-        Units with empty ground truth are excluded and counted in ``n_empty``. One fit holds
-        both whole risk curves, so :meth:`thresholds` is a lookup for any alpha.
+        Units with empty ground truth (healthy scans, counted in ``n_empty``) have no FNR and
+        are left out of the outer band's calibration; the inner band's uses them with the loss
+        ``1[inner set non-empty]`` (docs/guarantees.md). One fit holds both whole risk curves,
+        so :meth:`thresholds` is a lookup for any alpha.
         """
-        pairs, self.n_empty = split_empty(pair_units(scores, masks))
+        every = pair_units(scores, masks)
+        pairs, self.n_empty = split_empty(every)
         self.n_used = len(pairs)
-        self._dtype = score_dtype([s for s, _ in pairs])
+        self._dtype = score_dtype([s for s, _ in every])
         self._outer = fnr_curve(pairs)
-        self._inner = inner_fp_curve(pairs)
+        self._inner = inner_fp_curve(every)  # healthy units too: loss 1[inner set non-empty]
         return self
 
     def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:

@@ -44,6 +44,9 @@ def inner_fp_curve(
 ) -> StepRiskCurve:
     """Inner-band risk: mean of ``min(1, |C \\ Y_i| / |Y_i|)``, keys ``p - offset_i``.
 
+    A unit with empty ground truth (a healthy scan) has loss ``1[C non-empty]``: one key, its
+    highest score, with weight ``1 / n``.
+
     A background voxel of unit ``i`` is in the inner set ``{p >= offset_i + u}`` iff
     ``u <= p - offset_i``. The cap at 1 is exact when only the ``|Y_i|`` highest-scoring
     background voxels of each unit are kept, each with weight ``1 / (n |Y_i|)``: the loss then
@@ -55,6 +58,10 @@ def inner_fp_curve(
     for (score, fg), o in zip(pairs, off, strict=True):
         m = int(fg.sum())
         bg = score[~fg].astype(np.float64)
+        if m == 0:  # a healthy unit: loss 1 iff its inner set is non-empty (docs/guarantees.md)
+            keys.append(bg.max(keepdims=True) - o if bg.size else bg)
+            weights.append(np.full(min(bg.size, 1), 1.0 / n))
+            continue
         if bg.size > m:
             bg = np.partition(bg, bg.size - m)[bg.size - m :]
         keys.append(bg - o)
