@@ -146,3 +146,24 @@ def test_export_default_name_and_case_stack_in_pixels(qtbot, viewer_widget, smal
     nums = widget.numbers()["crc"]
     assert "outer_ml" not in nums and nums["outer_voxels"] >= 0
     assert widget.numbers_box.title() == "Numbers (sizes in pixels)"
+
+
+def test_scan_checks_show_beside_the_guarantee(qtbot, viewer_widget, small_scan, notes):
+    """A persistent line under the guarantee: its scope on a scan like the calibration scans,
+    a caution (not a toast) when a check against the model card fails."""
+    from napari_consign.io.napari_layers import MODALITY_KEY
+
+    viewer, widget = viewer_widget
+    image, _ = open_scan(viewer, small_scan)
+    widget.set_methods(["crc"])
+    widget.run()
+    wait_done(qtbot, widget)
+    text = widget.caveat_label.text()
+    assert "holds on average over scans like" in text and "Caution" not in text
+
+    image.metadata = {**image.metadata, MODALITY_KEY: "CT"}  # an MRI model on a CT
+    widget.run()
+    wait_done(qtbot, widget)
+    assert widget.caveat_label.text().startswith("Caution"), widget.caveat_label.text()
+    assert widget.caveat_label.isVisible()
+    assert not any("Caution" in m for kind in notes.values() for m in kind)  # not a toast

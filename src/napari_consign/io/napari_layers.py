@@ -8,6 +8,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+#: layer metadata key of the DICOM Modality (0008,0060) of a scan opened by the reader
+MODALITY_KEY = "napari_consign_modality"
 _PROGRESS_MIN_FILES = 200  # a DICOM folder this large gets a progress bar while headers load
 
 
@@ -43,6 +45,8 @@ def layer_data_tuples(path: str | list[str], series_uid: str | None = None) -> l
     for note in volume.notes:
         show_info(note)
     data, kwargs, kind = volume.layer_data()
+    if volume.modality:  # the analysis checks it against the model card
+        kwargs["metadata"] = {**kwargs.get("metadata", {}), MODALITY_KEY: volume.modality}
     return [(data, {**kwargs, **display_kwargs(data, volume.modality)}, kind)]
 
 

@@ -66,6 +66,7 @@ from superqt import QCollapsible
 from .. import analysis as an
 from .._sample_data import CASE_STACK_KEY
 from ..guarantee_text import guarantee, method_label
+from ..io.napari_layers import MODALITY_KEY
 from ..radiological import keep_radiological
 from ._workers import Job, start_job
 from .band_volume import BandCodes, VolumeBands, step_colormap, volume_layer_kwargs
@@ -326,6 +327,9 @@ class ConsignWidget(QWidget):
         self.guarantee_label = QLabel("")
         self.guarantee_label.setWordWrap(True)
         lay.addWidget(self.guarantee_label)
+        self.caveat_label = QLabel("")  # the scan checks: the guarantee's scope, or a caution
+        self.caveat_label.setWordWrap(True)
+        lay.addWidget(self.caveat_label)
         self.legend_label = QLabel("")
         self.legend_label.setWordWrap(True)
         self.legend_label.setTextFormat(Qt.TextFormat.RichText)
@@ -774,9 +778,19 @@ class ConsignWidget(QWidget):
         self._last_error = ""
         caches = {"method_cache": self._method_cache, "sampler_cache": self._sampler_cache}
 
+        modality = layer.metadata.get(MODALITY_KEY) or None
+
         def make(cancel_event):
             return an.run_analysis(
-                volume, model, cal, wanted, start_slice=z, cancel=cancel_event, **caches
+                volume,
+                model,
+                cal,
+                wanted,
+                start_slice=z,
+                cancel=cancel_event,
+                spacing_zyx=spacing,
+                modality=modality,
+                **caches,
             )
 
         names = ", ".join(map(method_label, wanted))
@@ -838,7 +852,9 @@ class ConsignWidget(QWidget):
         if run.source_removed or run.image not in self.viewer.layers:
             return
         run.analysis.apply(ev)
-        if isinstance(ev, an.MethodsReady):
+        if isinstance(ev, an.ScanChecked):
+            self._update_caveat(run.analysis)  # shown before the bands come
+        elif isinstance(ev, an.MethodsReady):
             for note in ev.notes:
                 _notify("info", note)
         elif isinstance(ev, an.SlicePreview):
@@ -1047,11 +1063,23 @@ class ConsignWidget(QWidget):
                 text = f"[snapped to α = {snapped:.2f}] " + text
             lines.append(text)
         self.guarantee_label.setText("\n".join(lines))
+        self._update_caveat(analysis)
         pair = None
         layer = self.compare.disagreement
         if layer is not None:
             pair = layer.metadata.get("napari_consign_pair")
         self.legend_label.setText(legend_html(list(methods), pair))
+
+    def _update_caveat(self, analysis: an.ImageAnalysis | None) -> None:
+        """Beside the guarantee, persistently: for which scans it holds, or a caution when the
+        scan failed a check against the model card (modality, spacing, intensities)."""
+        check = None if analysis is None else analysis.scan_check
+        if check is None:
+            self.caveat_label.setText("")
+            return
+        self.caveat_label.setText(check.caveat)
+        caution = bool(getattr(check.report, "warnings", ()))
+        self.caveat_label.setStyleSheet("color: #e69f00; font-weight: bold;" if caution else "")
 
     @property
     def ring_mode(self) -> str:
