@@ -11,9 +11,9 @@ bash scripts/setup.sh
 . .venv/bin/activate
 mkdir -p out
 if [ -n "${DISPLAY:-}" ] && [ "${1:-}" != "--headless" ]; then
-  napari-consign demo --alpha 0.3
+  napari-consign demo
 else
-  napari-consign demo --headless --out out/demo --alpha 0.3
+  napari-consign demo --headless --out out/demo
   echo "screenshots and metrics: out/demo/"
 fi
 napari-consign predict --scan sample_data/demo_scan.nii.gz --bundle sample_data/bundles/crc.npz \
