@@ -665,6 +665,7 @@ class ConsignWidget(QWidget):
         for key, lyr in list(self._band_layers.items()):
             if same_layer(lyr, layer):
                 del self._band_layers[key]
+                self._views.pop(key, None)
                 self.volumes.remove(key)
         lid = layer_key(layer)
         if lid in self._images:
@@ -936,6 +937,7 @@ class ConsignWidget(QWidget):
     def _remove_band_layers(self, keys: list[tuple[Hashable, str]]) -> None:
         for key in keys:
             self.volumes.remove(key)
+            self._views.pop(key, None)
         layers = [self._band_layers.pop(key, None) for key in keys]
         layers = [lyr for lyr in layers if lyr is not None]
         for layer in layers:
