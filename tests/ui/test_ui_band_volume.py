@@ -131,3 +131,23 @@ def test_3d_tick_swaps_colormaps_and_uploads_no_volume(
         labels = widget.band_layer(method)
         assert labels.visible and not volume.visible
         np.testing.assert_array_equal(np.asarray(labels.data), analysis.bands[method].labels(0.1))
+
+
+def test_a_rerun_in_3d_keeps_the_bands_visible(qtbot, viewer_widget, small_scan):
+    from ui_helpers import open_scan, wait_done
+
+    from napari_consign.ui.layers import layer_key
+
+    viewer, widget = viewer_widget
+    image, _ = open_scan(viewer, small_scan)
+    widget.set_methods(["crc"])
+    widget.run()
+    wait_done(qtbot, widget)
+    viewer.dims.ndisplay = 3
+    first = widget.volumes.layer((layer_key(image), "crc"))
+    assert first.visible
+    widget.run()  # again, in 3D: new bands, a new code volume
+    wait_done(qtbot, widget)
+    volume = widget.volumes.layer((layer_key(image), "crc"))
+    assert volume is not None and volume.visible and volume is not first
+    assert not widget.band_layer("crc").visible

@@ -230,7 +230,9 @@ class VolumeBands:
             self.remove(key)
         for key, (labels, bands, method, image) in band_layers.items():
             entry = self._entries.get(key)
-            if entry is not None and entry["bands"] is not bands:
+            if entry is not None and entry["bands"] is not bands:  # re-run: other bands
+                if entry["layer"].visible:
+                    labels.visible = True  # the labels layer shows them until remade
                 self.remove(key)
                 entry = None
             if three_d and bands is not None and entry is None:
