@@ -22,8 +22,8 @@ from typing import Any
 
 
 def canvas_gl_widgets(anchor: Any) -> list[Any]:
-    """The vispy canvases (``QOpenGLWidget``) in ``anchor``'s top-level window; if ``anchor``
-    is not in a window yet, those of every top-level window."""
+    """The vispy canvases (``QOpenGLWidget``) in ``anchor``'s top-level window; if there are
+    none there (not docked yet, or a floating dock), those of every top-level window."""
     from qtpy.QtWidgets import QApplication
 
     try:
@@ -31,16 +31,18 @@ def canvas_gl_widgets(anchor: Any) -> list[Any]:
     except ImportError:  # Qt5 bindings
         from qtpy.QtWidgets import QOpenGLWidget
 
+    def vispy_canvases(roots: list[Any]) -> list[Any]:
+        return [
+            gl_widget
+            for root in roots
+            for gl_widget in root.findChildren(QOpenGLWidget)
+            if type(gl_widget).__module__.startswith("vispy") and gl_widget.isValid()
+        ]
+
     window = anchor.window() if anchor is not None else None
-    roots = [window] if window is not None and window is not anchor else []
-    if not roots:
-        roots = list(QApplication.topLevelWidgets())
-    found: list[Any] = []
-    for root in roots:
-        for gl_widget in root.findChildren(QOpenGLWidget):
-            if type(gl_widget).__module__.startswith("vispy") and gl_widget.isValid():
-                found.append(gl_widget)
-    return found
+    found = vispy_canvases([window]) if window is not None and window is not anchor else []
+    # not docked yet, or floated out of the main window: look in every top-level window
+    return found or vispy_canvases(list(QApplication.topLevelWidgets()))
 
 
 def make_canvas_current(anchor: Any) -> bool:
