@@ -125,9 +125,9 @@ def test_no_band_voxel_outside_the_body(demo):
     rng = np.random.default_rng(0)
     score = np.clip(0.3 + 0.6 * truth + 0.2 * rng.standard_normal(scan.shape), 0, 1)
     crc = CRC().fit(score[::4], truth[::4].astype(np.uint8))
-    b = crc.bands(score.astype(np.float32))
+    b = crc.map_bands(score.astype(np.float32))
     assert (b.masks(0.1)[1] & ~body).any()  # without the rule the outer band is in the air
-    for bands in (restrict_bands(b, body), crc.bands(restrict_scores(score, body))):
+    for bands in (restrict_bands(b, body), crc.map_bands(restrict_scores(score, body))):
         for a in bands.alphas:
             inner, outer = bands.masks(a)
             assert not (outer & ~body).any() and not (inner & ~body).any()

@@ -18,9 +18,7 @@ to the level a bundle serves, never silently a weaker one.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import math
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,8 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from .conformal.crc_rule import min_feasible_alpha
 from .conformal.errors import ConformalInputError
-from .conformal.registry import METHODS
+from .conformal.registry import METHODS, method_class
+from .conformal.state_checks import StateError, count
+from .io.safe_write import check_target, write_npz
+from .npz_contract import check_npz_members
 
 FORMAT = "napari-consign-bundle"
 VERSION = 1
@@ -58,18 +60,15 @@ def save_bundle(
         "version": VERSION,
         "method": method.name,
         "model_id": model_id,
-        "state": method.state(alphas),
+        "state": method.to_state(alphas),
         "extra": extra or {},
     }
-    arrays = method.state_arrays() if hasattr(method, "state_arrays") else {}
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    arrays = {k: np.asarray(v) for k, v in method.state_arrays().items()}
     header["checksum"] = content_checksum(header, arrays)
     validate_bundle(header, arrays, path)  # never write what load would refuse
     payload = {_ARRAY_PREFIX + k: v for k, v in arrays.items()}
     payload[_HEADER] = np.array(json.dumps(header))
     path.parent.mkdir(parents=True, exist_ok=True)
-    from .safe_write import check_target, write_npz
-
     check_target(path, "bundle", overwrite=overwrite, flag="overwrite=True (--overwrite)")
     write_npz(path, payload, replace=overwrite)
     return path
@@ -104,12 +103,8 @@ def load_bundle(path: str | Path, model_id: str | None = None) -> Any:
             "thresholds are meaningless for this model's outputs; calibrate this model instead"
         )
     name = header["method"]
-    module, _, cls_name = METHODS[name].partition(":")
-    cls = getattr(importlib.import_module(module, "napari_consign.conformal"), cls_name)
     try:
-        if arrays:
-            return cls.from_state(header["state"], arrays)
-        return cls.from_state(header["state"])
+        return method_class(name).from_state(header["state"], arrays)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: the stored {name} state is incomplete ({exc})") from None
 
@@ -122,8 +117,6 @@ def _read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise BundleError(f"{path}: no such calibration bundle")
     if not zipfile.is_zipfile(path):
         raise BundleError(f"{path} is not a napari-consign calibration bundle (not an NPZ)")
-    from .npz_contract import check_npz_members
-
     check_npz_members(path, BundleError)
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -155,67 +148,12 @@ def _read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 # --------------------------------------------------------------------------- validation
 
 
-def _numbers(values: Any, what: str, path: Any, lo: float = -math.inf, hi: float = math.inf,
-             allow_inf: bool = False) -> np.ndarray:  # fmt: skip
-    """``values`` as a float array, each in [lo, hi] (or +-inf when ``allow_inf``)."""
-    try:
-        a = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise BundleError(f"{path}: {what} must be numbers") from None
-    if np.isnan(a).any():
-        raise BundleError(f"{path}: {what} holds NaN")
-    finite = np.isfinite(a)
-    if not allow_inf and not finite.all():
-        raise BundleError(f"{path}: {what} holds infinite values")
-    if ((a[finite] < lo) | (a[finite] > hi)).any():
-        raise BundleError(f"{path}: {what} must lie in [{lo:g}, {hi:g}]")
-    return a
-
-
-def _count(state: dict, key: str, path: Any, least: int) -> int:
-    v = state.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < least:
-        raise BundleError(f"{path}: {key} must be an integer >= {least}, not {v!r}")
-    return v
-
-
-def _alpha_rows(rows: Any, width: int, what: str, path: Any, n_used: int) -> np.ndarray:
-    """A non-empty table of ``[alpha, ...]`` rows: alphas increasing, feasible for n_used."""
-    if not isinstance(rows, list) or not rows:
-        raise BundleError(f"{path}: the {what} table is empty; recalibrate")
-    if any(not isinstance(r, list) or len(r) != width for r in rows):
-        raise BundleError(f"{path}: every {what} row must hold {width} numbers")
-    table = _numbers(rows, f"the {what} table", path, allow_inf=True)
-    _check_alphas(table[:, 0], what, path, n_used)
-    return table
-
-
-def _check_alphas(alphas: np.ndarray, what: str, path: Any, n_used: int) -> None:
-    from .conformal.crc_rule import min_feasible_alpha
-
-    if not np.isfinite(alphas).all() or (alphas <= 0).any() or (alphas >= 1).any():
-        raise BundleError(f"{path}: the {what} alphas must lie in (0, 1)")
-    if (np.diff(alphas) <= 0).any():
-        raise BundleError(f"{path}: the {what} alphas must increase")
-    lowest = min_feasible_alpha(n_used)
-    if alphas.size and alphas.min() < lowest - 1e-12:
-        raise BundleError(
-            f"{path}: n_used = {n_used} supports alpha >= {lowest:.4g}, but the {what} table "
-            f"starts at {alphas.min():g}; the bundle is inconsistent (edited?): recalibrate"
-        )
-
-
-def _monotone(values: np.ndarray, rising: bool, what: str, path: Any) -> None:
-    step = np.diff(values)
-    if (step < -1e-9 if rising else step > 1e-9).any():
-        direction = "grow" if rising else "shrink"
-        raise BundleError(
-            f"{path}: {what} must {direction} with alpha (inner and outer swapped or edited?)"
-        )
-
-
 def validate_bundle(header: dict, arrays: dict[str, np.ndarray], path: Any = "bundle") -> None:
-    """Raise :class:`BundleError` naming the first field out of range or inconsistent."""
+    """Raise :class:`BundleError` naming the first field out of range or inconsistent.
+
+    The fields every bundle has are checked here; the method's own tables by its class
+    (:meth:`~napari_consign.conformal.method.ConformalMethod.check_state`).
+    """
     stored = header.get("checksum")
     if stored is not None and stored != content_checksum(header, arrays):
         raise BundleError(
@@ -229,45 +167,12 @@ def validate_bundle(header: dict, arrays: dict[str, np.ndarray], path: Any = "bu
     state = header.get("state")
     if not isinstance(state, dict):
         raise BundleError(f"{path}: the bundle's state is not a JSON object")
-    n_used = _count(state, "n_used", path, 1)
-    _count(state, "n_empty", path, 0)
-    method = header["method"]
-    if method == "crc":
-        table = _alpha_rows(state.get("table"), 3, "threshold", path, n_used)
-        _numbers(table[:, 1], "the outer thresholds", path, 0.0, 1.0)
-        _numbers(table[:, 2], "the inner thresholds", path, 0.0, 1.0 + 1e-6)
-        _monotone(table[:, 1], True, "the outer thresholds", path)
-        _monotone(table[:, 2], False, "the inner thresholds", path)
-    elif method in ("at", "coat"):
-        table = _alpha_rows(state.get("shifts"), 3, "shift", path, n_used)
-        if np.isposinf(table[:, 1:]).any():
-            raise BundleError(f"{path}: the shift table holds +inf")
-        if not isinstance(state.get("config"), dict):
-            raise BundleError(f"{path}: the predictor configuration is missing")
-        if not arrays:
-            raise BundleError(f"{path}: the threshold predictor's weights are missing")
-        for name, a in arrays.items():
-            if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
-                raise BundleError(f"{path}: predictor weights {name!r} are not finite numbers")
-    elif method in ("consign", "pixelwise"):
-        _numbers(state.get("beta"), "beta", path, 1e-12, 1.0)
-        stars = state.get("lambda_stars")
-        tables = stars.values() if isinstance(stars, dict) else [stars]
-        if method == "consign":
-            if not isinstance(stars, dict):
-                raise BundleError(f"{path}: lambda_stars must map alphas to lists")
-            _count(state, "k", path, 1)
-            _numbers(state.get("lam_step"), "lam_step", path, 1e-12)
-            _numbers(state.get("lam_max"), "lam_max", path, 1e-12)
-            levels = _numbers([float(a) for a in stars], "the CONSIGN alphas", path)
-            _check_alphas(np.sort(levels), "CONSIGN", path, n_used)
-        for t in tables:
-            values = _numbers(t, "lambda_stars", path, 0.0, allow_inf=True)
-            if values.ndim != 1 or values.size != n_used:
-                raise BundleError(
-                    f"{path}: lambda_stars holds {values.size} values but n_used is {n_used}; "
-                    "the bundle is inconsistent (edited?): recalibrate"
-                )
+    try:
+        count(state, "n_used", 1)
+        count(state, "n_empty", 0)
+        method_class(header["method"]).check_state(state, arrays)
+    except StateError as exc:
+        raise BundleError(f"{path}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- serving
@@ -275,16 +180,7 @@ def validate_bundle(header: dict, arrays: dict[str, np.ndarray], path: Any = "bu
 
 def bundle_levels(header: dict) -> list[float]:
     """The alpha levels a (validated) bundle serves bands at, ascending."""
-    from .conformal.bands import feasible_alphas
-
-    state, method = header["state"], header["method"]
-    if method == "crc":
-        return [float(r[0]) for r in state["table"]]
-    if method in ("at", "coat"):
-        return [float(r[0]) for r in state["shifts"]]
-    if method == "consign":
-        return sorted(float(a) for a in state["lambda_stars"])
-    return [float(a) for a in feasible_alphas(int(state["n_used"]))]
+    return method_class(header["method"]).state_levels(header["state"])
 
 
 def serve_alpha(
@@ -324,8 +220,6 @@ def serve_alpha(
         )
     floor = ""
     if n_used:
-        from .conformal.crc_rule import min_feasible_alpha
-
         floor = f"; {n_used} calibration units support alpha >= {min_feasible_alpha(n_used):.4g}"
     raise BundleError(
         f"{what}: alpha {alpha:g} lies below the smallest level it serves ({served:g}{floor}); "

@@ -42,7 +42,8 @@ def fit_methods(
     options: MethodOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, object]:
-    """Calibrate every named method on ``cal`` (training predictors on ``train``)."""
+    """Calibrate every named method on ``cal`` (training predictors on ``train``, for the
+    methods that need training)."""
     fitted = {}
     for name in names:
         if progress is not None:

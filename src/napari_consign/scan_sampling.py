@@ -1,4 +1,4 @@
-"""Sampling one labelled scan in a worker process: the job, its seed and the sampler cache.
+"""Sampling one labelled scan in a worker process: the job and its seed.
 
 ``napari-consign calibrate`` and ``evaluate`` map :func:`sample_scan` over the scans of a
 folder (:func:`.parallel.map_jobs`); each process loads the model once and reuses it.
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import ModelSpec, build_sampler
+from .analysis.session import ModelSpec, cached_sampler
 from .cases import read_pair
 from .conformal.dataset import SegmentationSet
 from .pipeline import sample_cases
@@ -22,10 +22,6 @@ from .pipeline import sample_cases
 def scan_seed(seed: int, index: int) -> int:
     """The sampling seed of scan number ``index``: fixed, whichever worker samples it."""
     return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1)[0] >> 1)
-
-
-#: The loaded sampler of this process, keyed by model paths, mode, N_s and device.
-_SAMPLERS: dict[tuple, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -54,11 +50,8 @@ def sample_scan(job: ScanJob, _shared: Any = None) -> dict:
     out = {"name": job.image.name, "n_empty": n_empty, "n_units": len(images), "data": None}
     if len(images) == 0:
         return out
-    key = (job.model_paths, job.mode, job.n_samples, job.device)
-    if key not in _SAMPLERS:  # load each model once per process, not once per scan
-        _SAMPLERS.clear()
-        _SAMPLERS[key] = build_sampler(ModelSpec(*key))
-    sampler = _SAMPLERS[key]
+    # the process's one cached sampler: each model is loaded once per process, not per scan
+    sampler = cached_sampler(ModelSpec(job.model_paths, job.mode, job.n_samples, job.device))
     sampler.seed = job.seed  # dropout masks are drawn per slice from (seed, z) only
     sampler.num_threads = 1
     data = sample_cases(sampler, images, masks)

@@ -129,7 +129,7 @@ def test_evaluate_on_a_folder_of_scans(run_cli, cases_dir, tmp_path):
 
 
 def test_scan_splits_keep_each_scan_in_one_part():
-    from napari_consign.cli.evaluate import _scan_split
+    from napari_consign.conformal.evaluation import scan_split as _scan_split
     from napari_consign.conformal.evaluation import split_sizes
 
     units_per_scan = np.array([3, 1, 4, 2, 5, 2])

@@ -97,8 +97,8 @@ def test_bands_match_thresholds_in_2d_and_3d(trained_coat):
     cal, test = make_set(60, seed=3), make_set(4, seed=4)
     trained_coat.fit_shifts(cal)
     vol_scores, vol_images = test.scores, test.images
-    bands3d = trained_coat.bands(vol_scores, vol_images)
-    bands2d = trained_coat.bands(vol_scores[1], vol_images[1])
+    bands3d = trained_coat.map_bands(vol_scores, vol_images)
+    bands2d = trained_coat.map_bands(vol_scores[1], vol_images[1])
     assert bands3d.shape == vol_scores.shape and bands2d.shape == vol_scores[1].shape
     for alpha in (0.05, 0.1, 0.3):
         tau_in, tau_out = trained_coat.thresholds(test, alpha)
@@ -277,20 +277,20 @@ def test_missing_or_unexpected_inputs_are_named(image_predictor):
         image_predictor.predict_masks(wrong, 0.2)
     score, image = maps_only.scores[0], d["images"][0]
     variance = maps_only.foreground_variance()[0]
-    image_predictor.bands(score, image, variance)  # what it was trained on
+    image_predictor.map_bands(score, image, variance)  # what it was trained on
     with pytest.raises(ConformalInputError, match="no image was given"):
-        image_predictor.bands(score, None, variance)
+        image_predictor.map_bands(score, None, variance)
     with pytest.raises(ConformalInputError, match="no variance was given"):
-        image_predictor.bands(score, image)
+        image_predictor.map_bands(score, image)
     with pytest.raises(ConformalInputError, match="must match pixel for pixel"):
-        image_predictor.bands(score, image[:8], variance)
+        image_predictor.map_bands(score, image[:8], variance)
     at = AT(config=PredictorConfig(objective="at", epochs=1))
     at.train(maps_only)
     at.fit_shifts(maps_only)
     with pytest.raises(ConformalInputError, match=r"probability maps alone.*image was given"):
-        at.bands(score, image)
+        at.map_bands(score, image)
     with pytest.raises(ConformalInputError, match="without the Monte-Carlo variance"):
-        at.bands(score, None, variance)
+        at.map_bands(score, None, variance)
 
 
 def test_training_device(one_torch_thread):

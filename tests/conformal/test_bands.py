@@ -17,7 +17,7 @@ def fitted():
 
 def test_masks_equal_direct_thresholding(fitted):
     crc, scores = fitted
-    bands = crc.bands(scores[0])
+    bands = crc.map_bands(scores[0])
     for alpha in bands.alphas:
         t = crc.thresholds(alpha)
         inner, outer = bands.masks(alpha)
@@ -27,7 +27,7 @@ def test_masks_equal_direct_thresholding(fitted):
 
 def test_nested_in_alpha_and_inner_inside_outer(fitted):
     crc, scores = fitted
-    bands = crc.bands(scores[1])
+    bands = crc.map_bands(scores[1])
     previous_outer = None
     for alpha in bands.alphas:
         inner, outer = bands.masks(alpha)
@@ -42,7 +42,7 @@ def test_nested_in_alpha_and_inner_inside_outer(fitted):
 
 def test_labels_consistent_with_masks(fitted):
     crc, scores = fitted
-    bands = crc.bands(scores[2])
+    bands = crc.map_bands(scores[2])
     for alpha in (0.05, 0.1, 0.3):
         inner, outer = bands.masks(alpha)
         labels = bands.labels(alpha)
@@ -55,14 +55,14 @@ def test_labels_consistent_with_masks(fitted):
 def test_bands_of_a_volume(fitted):
     crc, scores = fitted
     vol = np.stack(scores[:5])
-    bands = crc.bands(vol)
+    bands = crc.map_bands(vol)
     assert bands.shape == vol.shape
     np.testing.assert_array_equal(bands.masks(0.1)[1], vol >= crc.thresholds(0.1).outer)
 
 
 def test_slider_snaps_to_grid(fitted):
     crc, scores = fitted
-    bands = crc.bands(scores[0])
+    bands = crc.map_bands(scores[0])
     assert bands.snap(0.104) == 0.1
     assert bands.snap(0.9) == bands.alphas[-1]
 

@@ -225,7 +225,7 @@ def test_memory_keeps_only_float32_top_k(fitted):
 
 def test_bands_snap_to_grid_and_say_they_are_an_envelope(fitted):
     m, samples, _ = fitted
-    bands = m.bands(samples[0])
+    bands = m.unit_bands(samples[0])
     np.testing.assert_allclose(bands.alphas, [0.1, 0.2, 0.3])
     assert bands.info["kind"] == ENVELOPE_NOTE and "not a conformal set" in ENVELOPE_NOTE
     for alpha in bands.alphas:
@@ -241,7 +241,7 @@ def test_bands_snap_to_grid_and_say_they_are_an_envelope(fitted):
 def test_state_round_trip_predicts_the_same(fitted):
     m, samples, _ = fitted
     m.calibrate_alphas()
-    loaded = CONSIGN.from_state(m.state())
+    loaded = CONSIGN.from_state(m.to_state())
     for alpha in (0.1, 0.3):
         assert loaded.lambda_hat(alpha) == m.lambda_hat(alpha)
         for a, b in zip(
@@ -317,7 +317,7 @@ def test_streamed_decomposition_gives_exactly_the_same_bands_and_samples(seed):
     m = CONSIGN.from_state(_stream_state(k))
     nontrivial = 0
     for i in range(z):
-        raw, streamed = m.bands(samples[i]), m.bands(stack.unit(i))
+        raw, streamed = m.unit_bands(samples[i]), m.unit_bands(stack.unit(i))
         np.testing.assert_array_equal(raw.alphas, streamed.alphas)
         assert raw.info == streamed.info and raw.shape == streamed.shape == (h, w)
         for a in raw.alphas:
@@ -371,7 +371,7 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(ConformalInputError, match="K = 3 components but this CONSIGN uses K = 2"):
         CONSIGN(MethodOptions(k=2)).fit(stack, y)
     with pytest.raises(ConformalInputError, match=r"K = 3 components .* calibrated with K = 2"):
-        CONSIGN.from_state(_stream_state(k=2)).bands(stack.unit(0))
+        CONSIGN.from_state(_stream_state(k=2)).unit_bands(stack.unit(0))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

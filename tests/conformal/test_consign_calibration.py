@@ -175,7 +175,7 @@ def test_unreachable_beta_raises(small):
     with pytest.raises(LambdaMaxError, match=r"(?i)relax alpha .* or beta"):
         m.lambda_hat(0.1)
     with pytest.raises(LambdaMaxError):
-        m.bands(samples[0])
+        m.unit_bands(samples[0])
 
 
 def test_membership_check_finds_planted_witness_and_rejects_impossible_truths(small):

@@ -62,7 +62,7 @@ def test_calibration_risks_within_bound_and_every_consumer_agrees(seed):
         data = SegmentationSet(None, scores, masks.astype(np.uint8))
         for k, (i, o) in enumerate(crc.predict_masks(data, alpha)):
             p_in, p_out = crc.predict(scores[k], alpha)
-            b_in, b_out = crc.bands(scores[k], alphas).masks(alpha)
+            b_in, b_out = crc.map_bands(scores[k], alphas).masks(alpha)
             want_in = scores[k].astype(np.float64) >= t.inner
             want_out = scores[k].astype(np.float64) >= t.outer
             for got in (i, p_in, b_in):
@@ -75,7 +75,7 @@ def test_bundle_with_float64_thresholds_still_predicts_exactly():
     """Bundles written before the fix store ``nextafter(v*, inf)`` in float64."""
     scores, masks = quantised_units(np.random.default_rng(7), N_CAL)
     crc = CRC().fit(scores, masks)
-    old = crc.state([ALPHA])
+    old = crc.to_state([ALPHA])
     del old["score_dtype"]
     ((a, t_out, t_in),) = old["table"]
     v_star = np.float64(np.nextafter(np.float32(t_in), np.float32(-1)))
@@ -190,7 +190,7 @@ def test_adaptive_shifts_on_tied_float32_scores(seed):
             r_star(alpha, 30) + 1e-12
         )
         for k, (i, o) in enumerate(masks):
-            b_in, b_out = method.bands(s[k], alphas=alphas).masks(alpha)
+            b_in, b_out = method.map_bands(s[k], alphas=alphas).masks(alpha)
             np.testing.assert_array_equal(i, b_in)
             np.testing.assert_array_equal(o, b_out)
             np.testing.assert_array_equal(i, s[k].astype(np.float64) >= tau_in[k])

@@ -115,7 +115,7 @@ def test_bands_are_nested_and_equal_direct_prediction(lesions):
     pw = PixelwiseAPS(MethodOptions(beta=0.9))
     pw.calibrate(lesions.subset(np.arange(60)))
     probs = lesions.samples[70].mean(axis=0, dtype=np.float64)
-    bands = pw.bands(probs)
+    bands = pw.map_bands(probs)
     previous = None
     for alpha in bands.alphas:
         inner, outer = bands.masks(alpha)

@@ -64,9 +64,9 @@ def foreign_bundle(tmp_path_factory, synthetic_methods) -> Path:
 @pytest.fixture
 def shipped_bundles(monkeypatch, bundle_dir) -> Path:
     """Make the widget find ``bundle_dir`` where the shipped bundles live."""
-    from napari_consign import analysis
+    from napari_consign.analysis import bundles
 
-    monkeypatch.setattr(analysis, "bundled_bundle_dir", lambda: bundle_dir)
+    monkeypatch.setattr(bundles, "bundled_bundle_dir", lambda: bundle_dir)
     return bundle_dir
 
 

@@ -15,6 +15,7 @@ from napari_consign import analysis as an
 from napari_consign.calibration import BundleError
 from napari_consign.cases import find_case_pairs
 from napari_consign.conformal.errors import Cancelled, ConformalInputError
+from napari_consign.conformal.method import ScanStats
 from napari_consign.guarantee_text import guarantee, method_label, short_guarantee
 from napari_consign.ui.layers import BandsView, DisagreementView, PreviewView
 
@@ -174,7 +175,7 @@ def test_consign_run_streams_the_decomposition_not_the_samples(
     monkeypatch.undo()
     # the same seeded samples, kept raw: the same bands and the same plausible segmentations
     raw = sampler.run(small_volume, [KeepSamples(dtype=np.float32)])["samples"]
-    expected = an.consign_volume_bands(fake_consign, raw)
+    expected = fake_consign.bands(ScanStats(raw.mean(axis=1), samples=raw))
     got = result.bands["consign"]
     np.testing.assert_array_equal(got.alphas, expected.alphas)
     for a in expected.alphas:
@@ -208,8 +209,8 @@ def test_consign_volume_bands_same_from_samples_and_streamed(fake_consign, seed)
     topk.start(z, (h, w), ns)
     for i in rng.permutation(z):
         topk.update(int(i), torch.from_numpy(samples[i]))
-    raw = an.consign_volume_bands(fake_consign, samples)
-    streamed = an.consign_volume_bands(fake_consign, topk.result()["topk"])
+    raw = fake_consign.bands(ScanStats(samples.mean(axis=1), samples=samples))
+    streamed = fake_consign.bands(ScanStats(samples.mean(axis=1), samples=topk.result()["topk"]))
     assert raw.shape == streamed.shape == (z, h, w)
     np.testing.assert_array_equal(raw.alphas, streamed.alphas)
     assert raw.info == streamed.info
@@ -337,7 +338,7 @@ def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypa
 
     fast = SearchSettings(n_lhs=32, n_starts=2, max_steps=30, patience=10)
     quick = partial(CONSIGN, search=fast, alphas=[0.3])  # the default search takes minutes
-    monkeypatch.setattr(an, "method_class", lambda name: quick)
+    monkeypatch.setattr(an.calibrate_now, "method_class", lambda name: quick)
     seen = reducer_spy
     cases = an.read_cases(sample_data_path("cases2d.npz"), max_cases=6)
     fitted = an.run_to_completion(an.calibrate_methods(sampler, cases, ["consign"]))["consign"]

@@ -17,11 +17,18 @@ identity.
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from ..conformal.registry import METHODS, make_method
+from ..calibration import save_bundle
+from ..cases import stack_sets
+from ..conformal.evaluation import check_methods
+from ..conformal.registry import METHODS
+from ..io.safe_write import check_target
+from ..parallel import progress_bar
+from ..pipeline import fit_methods
 from .errors import CLIError
 from .options import (
     add_method_arguments,
@@ -103,17 +110,29 @@ def _from_npz(args, needs_training: bool):
     return data.subset(np.array(train)), data.subset(np.array(cal)), identity, how
 
 
+def _finish(method, quiet: bool) -> None:
+    """Compute what the bundle stores and is otherwise computed on demand (CONSIGN: one
+    lambda search per alpha level, the slow part), with a progress bar if there is work."""
+    with ExitStack() as stack:
+        bars = []
+
+        def step(done: int, total: int) -> None:
+            if not bars:
+                desc = f"{method.label} alpha levels"
+                bars.append(stack.enter_context(progress_bar(total, desc, quiet)))
+            bars[0].update(1)
+
+        method.finish_calibration(progress=step)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..calibration import save_bundle
-    from ..cases import stack_sets
-    from ..io.safe_write import check_target
-    from ..models.loading import model_settings_id
-    from ..pipeline import fit_methods
+    from ..models.loading import model_settings_id  # imports torch
 
     names = parse_methods(args.methods)
     options = method_options(args)
     # instantiating checks every method's settings before any scan is sampled
-    needs_training = any(make_method(m, options).needs_training for m in names)
+    instances = check_methods(names, options)
+    needs_training = any(m.needs_training for m in instances)
     targets = [args.out / f"{m}.npz" for m in names]
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} is a file; give a folder")
@@ -139,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             "mode": "ensemble" if len(args.model or ()) > 1 else args.mode,
             "model_settings": model_settings_id(args.model or ()),
         }
-        keep = "consign" in names or "pixelwise" in names or args.use_variance
+        keep = any(m.reads_samples or m.reads_variance for m in instances)
         folders = [args.cases] + ([args.train] if args.train and needs_training else [])
         groups, identity = sample_folders(args, folders, keep, options.device)
         if args.train is not None and needs_training:
@@ -157,8 +176,6 @@ def run(args: argparse.Namespace) -> int:
         f"calibrating {', '.join(names)} on {len(cal)} units"
         + (f", training predictors on {len(train)}" if train is not None else ""),
     )
-    from ..parallel import progress_bar
-
     with progress_bar(len(names), "calibrating", args.quiet) as bar:
         fitted = fit_methods(names, cal, train, options, progress=lambda _: bar.update(1))
     extra = {
@@ -169,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
         "n_train_units": 0 if train is None else len(train),
     }
     for (name, method), target in zip(fitted.items(), targets, strict=True):
-        if name == "consign":  # the slow part: one lambda search per alpha level
-            with progress_bar(len(method.alphas), "CONSIGN alpha levels", args.quiet) as bar:
-                method.calibrate_alphas(progress=lambda done, total: bar.update(1))
+        _finish(method, args.quiet)
         save_bundle(target, method, identity, overwrite=args.overwrite, extra=extra)
         print(f"{name}: {target}")
     return 0

@@ -1,12 +1,10 @@
 """``napari-consign evaluate``: methods over random calibration/test splits of an NPZ.
 
-The splits are drawn exactly as :func:`napari_consign.conformal.evaluation.evaluate` draws them
-(one generator seeded with ``--seed``, one permutation per split, in order), so a single-alpha
-run gives that function's numbers. Each split is one job (:func:`run_split`), run serially or on
-Dask (``--workers``/``--scheduler``) with identical results. ``--alphas`` sweeps several levels:
-methods whose calibration does not depend on alpha (CRC; AT/COAT with the alpha-conditioned
-predictor) are calibrated once per split and read at every alpha, the others once per alpha.
-``--markdown`` and ``--plots`` write the papers' tables and figures (:mod:`.report`).
+Only the arguments are handled here: the splits, the metrics and the report are
+:func:`napari_consign.conformal.evaluation.evaluate` (Python users get the same report without
+argparse). Each split is one job, run serially or on Dask (``--workers``/``--scheduler``) with
+identical results. ``--markdown`` and ``--plots`` write the papers' tables and figures
+(:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -14,16 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from ..cases import stack_sets
 from ..conformal.crc_rule import check_alpha
-from ..conformal.dataset import SegmentationSet
-from ..conformal.evaluation import aggregate, split_metrics, split_sizes
-from ..conformal.metrics import tpr
-from ..conformal.registry import METHODS, MethodOptions, make_method
+from ..conformal.evaluation import check_methods, evaluate
+from ..conformal.registry import METHODS, MethodOptions
 from ..io.safe_write import MARKDOWN_MARKER, REPORT_KEY, check_target, write_text
 from ..npz_contract import load_segmentation_set
 from .errors import CLIError
@@ -91,68 +88,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-@dataclass(frozen=True)
-class SplitJob:
-    """One random split: the permutation of the units and what to evaluate on it."""
-
-    perm: np.ndarray
-    n_train: int
-    n_cal: int
-    methods: tuple[str, ...]
-    alphas: tuple[float, ...]
-    primary: float
-    options: MethodOptions
-
-
-def _alpha_free(name: str, options: MethodOptions) -> bool:
-    """Whether one calibration of ``name`` serves every alpha (no per-alpha fitting)."""
-    return name == "crc" or (name in ("at", "coat") and options.conditioned)
-
-
-def run_split(job: SplitJob, data: SegmentationSet) -> dict:
-    """Metrics of every method at every alpha on one split, and per-image TPRs at ``primary``.
-
-    A Dask job; the same numbers whichever process runs it.
-    """
-    perm, a, b = job.perm, job.n_train, job.n_train + job.n_cal
-    train = data.subset(perm[:a]) if a else None
-    cal, test = data.subset(perm[a:b]), data.subset(perm[b:])
-    metrics: dict[float, dict[str, dict]] = {alpha: {} for alpha in job.alphas}
-    tprs: dict[str, list[float]] = {}
-    for name in job.methods:
-        method = None
-        for alpha in job.alphas:
-            if method is None or not _alpha_free(name, job.options):
-                method = make_method(name, replace(job.options, alpha=alpha))
-                method.calibrate(cal, train)
-            metrics[alpha][name] = split_metrics(method, test, alpha)
-            if alpha == job.primary:
-                pairs = zip(method.predict_masks(test, alpha), test.masks, strict=True)
-                values = [tpr(outer, truth) for (_, outer), truth in pairs]
-                tprs[name] = [float(v) for v in values if not np.isnan(v)]
-    return {"metrics": metrics, "tprs": tprs}
-
-
-def _scan_split(
-    rng: np.random.Generator, units_per_scan: np.ndarray, sizes
-) -> tuple[np.ndarray, int, int]:
-    """One split of whole scans: the unit permutation and the train and calibration unit
-    counts, for ``sizes`` counted in scans (a scan's slices never fall in two parts)."""
-    starts = np.concatenate([[0], np.cumsum(units_per_scan)])
-    order = rng.permutation(len(units_per_scan))
-    perm = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in order])
-    counts = units_per_scan[order]
-    n_train = int(counts[: sizes.train].sum())
-    return perm, n_train, int(counts[sizes.train : sizes.train + sizes.cal].sum())
-
-
 def _load(args: argparse.Namespace, methods: list[str], options: MethodOptions):
     """``(data, units per scan or None, source)`` from ``--samples`` or ``--cases``."""
     if args.samples is not None:
         return load_segmentation_set(args.samples), None, str(args.samples)
-    from ..cases import stack_sets
-
-    keep = bool({"consign", "pixelwise"} & set(methods)) or options.use_variance
+    keep = any(m.reads_samples or m.reads_variance for m in check_methods(methods, options))
     (sets,), _ = sample_folders(args, [args.cases], keep, options.device)
     return stack_sets(sets), np.array([len(s) for s in sets]), str(args.cases)
 
@@ -161,42 +101,24 @@ def run(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     alphas = [check_alpha(a) for a in (parse_alphas(args.alphas) if args.alphas else [])]
     primary = check_alpha(args.alpha)
-    alphas = sorted(set(alphas) | {primary})
     _check_outputs(args)
     options = replace(method_options(args), alpha=primary)
-    needs_training = any(make_method(m, options).needs_training for m in methods)
+    check_methods(methods, options)  # names and settings, before any scan is sampled
     data, units_per_scan, source = _load(args, methods, options)
-    n_items = len(data) if units_per_scan is None else len(units_per_scan)
-    sizes = split_sizes(n_items, args.cal_fraction, args.train_fraction if needs_training else 0.0)
-    rng = np.random.default_rng(args.seed)  # as conformal.evaluation.evaluate draws splits
-    jobs = []
-    for _ in range(args.splits):
-        if units_per_scan is None:
-            perm, n_train, n_cal = rng.permutation(len(data)), sizes.train, sizes.cal
-        else:
-            perm, n_train, n_cal = _scan_split(rng, units_per_scan, sizes)
-        jobs.append(SplitJob(perm, n_train, n_cal, tuple(methods), tuple(alphas), primary, options))
-    results = map_scaled(run_split, jobs, args, "splits", shared=data)
-    sweep = {
-        f"{alpha:g}": {m: aggregate([r["metrics"][alpha][m] for r in results]) for m in methods}
-        for alpha in alphas
-    }
-    report = {
-        REPORT_KEY: "napari-consign evaluate",
-        "alpha": primary,
-        "splits": args.splits,
-        "seed": args.seed,
-        "n_units": len(data),
-        "split_by": "unit" if units_per_scan is None else "scan",
-        "n_train": sizes.train,
-        "n_cal": sizes.cal,
-        "n_test": sizes.test,
-        "methods": sweep[f"{primary:g}"],
-        "alphas": alphas,
-        "sweep": sweep,
-        "per_image_tpr": {m: [t for r in results for t in r["tprs"][m]] for m in methods},
-        "samples_file": source,
-    }
+    found = evaluate(
+        data,
+        methods,
+        primary,
+        args.splits,
+        args.seed,
+        args.cal_fraction,
+        args.train_fraction,
+        options,
+        alphas=alphas,
+        units_per_scan=units_per_scan,
+        map_jobs=lambda func, jobs, shared: map_scaled(func, jobs, args, "splits", shared),
+    )
+    report = {REPORT_KEY: "napari-consign evaluate", **found, "samples_file": source}
     print(format_table(report))
     if args.json is not None:
         write_text(args.json, json.dumps(report, indent=2), replace=args.overwrite)

@@ -1,6 +1,7 @@
 """Conformal core: pure numerics (no Qt, napari or file I/O).
 
-Every method calibrates on units with ground truth and returns :class:`Bands` for a new scan.
+Every method is a :class:`ConformalMethod`: it calibrates on units with ground truth and turns
+a scan's :class:`ScanStats` into :class:`Bands`. :mod:`.registry` lists them by name.
 """
 
 from .bands import DEFAULT_ALPHAS, Bands, feasible_alphas
@@ -9,7 +10,8 @@ from .crc_rule import StepRiskCurve, min_calibration_size, min_feasible_alpha, r
 from .dataset import SegmentationSet
 from .errors import ConformalInputError, InfeasibleAlphaError
 from .evaluation import evaluate
-from .registry import METHODS, MethodOptions, make_method
+from .method import ConformalMethod, ScanStats
+from .registry import METHODS, MethodOptions, make_method, method_class, register
 
 __all__ = [
     "CRC",
@@ -17,15 +19,19 @@ __all__ = [
     "METHODS",
     "Bands",
     "ConformalInputError",
+    "ConformalMethod",
     "InfeasibleAlphaError",
     "MethodOptions",
+    "ScanStats",
     "SegmentationSet",
     "StepRiskCurve",
     "Thresholds",
     "evaluate",
     "feasible_alphas",
     "make_method",
+    "method_class",
     "min_calibration_size",
     "min_feasible_alpha",
+    "register",
     "risk_bound",
 ]

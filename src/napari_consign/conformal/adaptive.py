@@ -24,7 +24,9 @@ from .crc_rule import StepRiskCurve
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
 from .inputs import check_scores
-from .registry import MethodOptions
+from .method import AverageRiskMethod, ScanStats
+from .options import MethodOptions
+from .state_checks import StateError, alpha_rows
 from .threshold_losses import (
     fnr_curve,
     inner_fp_curve,
@@ -53,12 +55,13 @@ class Shifts:
     inner: float
 
 
-class AdaptiveThresholds:
+class AdaptiveThresholds(AverageRiskMethod):
     """Shared machinery of AT and COAT; subclasses fix the training objective."""
 
     name = "adaptive"
     objective = "coat"
     needs_training = True
+    how = "a threshold predicted per slice"
 
     def __init__(
         self, options: MethodOptions | None = None, config: PredictorConfig | None = None
@@ -83,6 +86,23 @@ class AdaptiveThresholds:
         self._dtype = np.dtype(np.float64)  # of the calibration scores; thresholds fit it
         self.n_used = 0
         self.n_empty = 0
+
+    # ----------------------------------------------------------------- declarations
+    @property
+    def reads_image(self) -> bool:
+        """Whether the trained predictor reads the image (besides the score map)."""
+        cfg = self.config
+        return int(cfg.in_channels) - 1 - int(bool(cfg.use_variance)) >= 1
+
+    @property
+    def reads_variance(self) -> bool:
+        return bool(self.config.use_variance)
+
+    @property
+    def alpha_free(self) -> bool:
+        """An alpha-conditioned predictor serves every alpha; a per-alpha one is trained for
+        ``options.alpha``."""
+        return bool(self.config.conditioned)
 
     # ----------------------------------------------------------------- training
     def _inputs(self, data: SegmentationSet, check: bool = True) -> object:
@@ -124,10 +144,12 @@ class AdaptiveThresholds:
         return self.predictor
 
     # -------------------------------------------------------------- calibration
-    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:
+    def calibrate(
+        self, cal: SegmentationSet, train: SegmentationSet | None = None, *, cancel: object = None
+    ) -> None:
         """Train f_D on ``train`` (if not trained yet), then calibrate the shifts on ``cal``."""
         if self.predictor is None:
-            self.train(train)
+            self.train(train, cancel=cancel)
         self.fit_shifts(cal)
 
     def fit_shifts(self, cal: SegmentationSet) -> None:
@@ -188,7 +210,15 @@ class AdaptiveThresholds:
             for s, ti, to in zip(data.scores, tau_in, tau_out, strict=True)
         ]
 
-    def bands(
+    def bands(self, stats: ScanStats, alphas: Sequence[float] | None = None) -> Bands:
+        """Bands of a scan: its score map, and the image and variance if the predictor reads
+        them."""
+        image = stats.image if self.reads_image else None
+        image = None if image is None else np.asarray(image, dtype=np.float32)
+        variance = stats.var if self.reads_variance else None
+        return self.map_bands(stats.mean, image, variance, alphas)
+
+    def map_bands(
         self,
         score: np.ndarray,
         image: np.ndarray | None = None,
@@ -240,7 +270,7 @@ class AdaptiveThresholds:
             outer_level, inner_start = outer_level[0], inner_start[0]
         return replace(slices[0], outer_level=outer_level, inner_start=inner_start)
 
-    def state(self, alphas: Sequence[float] | None = None) -> dict:
+    def to_state(self, alphas: Sequence[float] | None = None) -> dict:
         """Settings and calibrated shifts on the alpha grid, for a calibration bundle."""
         grid = feasible_alphas(self.n_used, alphas)
         if self.config.conditioned:
@@ -261,16 +291,35 @@ class AdaptiveThresholds:
         return self.predictor.state_arrays()
 
     @classmethod
-    def from_state(cls, state: dict, arrays: dict[str, np.ndarray]) -> AdaptiveThresholds:
-        """A calibrated method that answers for the alphas stored in :meth:`state`."""
+    def from_state(
+        cls, state: dict, arrays: dict[str, np.ndarray] | None = None
+    ) -> AdaptiveThresholds:
+        """A calibrated method that answers for the alphas stored in :meth:`to_state`."""
         config = PredictorConfig.from_dict(state["config"])
         self = cls(config=config)
-        self.predictor = TrainedPredictor.from_state_arrays(config, arrays)
+        self.predictor = TrainedPredictor.from_state_arrays(config, arrays or {})
         self.predictor.history = list(state.get("history", []))
         self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
         self._dtype = stored_dtype(state)
         self._shift_cache = {round(a, 12): Shifts(t, u) for a, t, u in state["shifts"]}
         return self
+
+    @classmethod
+    def check_state(cls, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        table = alpha_rows(state.get("shifts"), 3, "shift", int(state["n_used"]))
+        if np.isposinf(table[:, 1:]).any():
+            raise StateError("the shift table holds +inf")
+        if not isinstance(state.get("config"), dict):
+            raise StateError("the predictor configuration is missing")
+        if not arrays:
+            raise StateError("the threshold predictor's weights are missing")
+        for name, a in arrays.items():
+            if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+                raise StateError(f"predictor weights {name!r} are not finite numbers")
+
+    @classmethod
+    def state_levels(cls, state: dict) -> list[float]:
+        return [float(r[0]) for r in state["shifts"]]
 
     def summary(self, alpha: float) -> dict[str, float]:
         s = self.shifts(alpha)
@@ -281,6 +330,7 @@ class COAT(AdaptiveThresholds):
     """COAT: f_D trained with the differentiable miscoverage loss (docs/methods.md §4)."""
 
     name = "coat"
+    label = "COAT"
     objective = "coat"
 
 
@@ -288,4 +338,5 @@ class AT(AdaptiveThresholds):
     """AT: f_D regresses oracle thresholds with MSE (docs/methods.md §3)."""
 
     name = "at"
+    label = "AT"
     objective = "at"

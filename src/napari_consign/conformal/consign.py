@@ -51,6 +51,7 @@ from .consign_decomposition import (
     check_k,
     decompose_stack,
     decompose_units,
+    slice_units,
 )
 from .consign_envelope import envelope, label_envelopes, sample_labels
 from .consign_membership import MembershipChecker, SearchSettings
@@ -58,8 +59,11 @@ from .crc_rule import check_alpha
 from .dataset import SegmentationSet
 from .device import resolve_device
 from .errors import ConformalInputError
-from .registry import MethodOptions
+from .method import ENVELOPE_NOTE as ENVELOPE_WORDS
+from .method import ScanStats, SetCoverageMethod, percent
+from .options import MethodOptions
 from .set_metrics import beta_equal, beta_scores, chao1, check_beta, mean_pearson
+from .state_checks import StateError, check_alphas, count, lambda_tables, numbers
 
 #: CONSIGN's alpha grid for the slider: 0.05, 0.10, ..., 0.50 (each level is a calibration).
 CONSIGN_ALPHAS = np.round(np.arange(1, 11) * 0.05, 2)
@@ -83,7 +87,7 @@ def _check_masks(masks: np.ndarray, n_classes: int) -> np.ndarray:
     return masks.astype(np.int64)
 
 
-class CONSIGN:
+class CONSIGN(SetCoverageMethod):
     """CONSIGN spatial conformal sets (``MethodOptions``: ``beta``, ``k``, ``seed``, ``device``).
 
     Keyword settings: ``alphas`` (the slider grid, default :data:`CONSIGN_ALPHAS`), ``search``
@@ -92,7 +96,9 @@ class CONSIGN:
     """
 
     name = "consign"
-    needs_training = False
+    label = "CONSIGN"
+    reads_samples = True
+    envelope = True
 
     def __init__(
         self,
@@ -124,6 +130,31 @@ class CONSIGN:
         self._stars: dict[float, np.ndarray] = {}
         self._seconds: dict[float, float] = {}
         self._fit_seconds = 0.0
+
+    # -- declarations ----------------------------------------------------------------------
+
+    @property
+    def alpha_grid(self) -> np.ndarray:
+        return self.alphas
+
+    @property
+    def alpha_free(self) -> bool:
+        """Each alpha has its own calibration (quantile levels and lambda-hat)."""
+        return False
+
+    def sample_components(self) -> int | None:
+        return self.k
+
+    def check_samples(self, n_samples: int) -> None:
+        check_k(self.k, n_samples)
+
+    @classmethod
+    def guarantee_text(cls, alpha: float, beta: float | None = None) -> str:
+        return (
+            f"{cls.label}: the true segmentation lies in the set for at least "
+            f"{percent(1.0 - float(alpha))} of scans (matching at least "
+            f"{percent(beta if beta is not None else 0.9)} of each label). " + ENVELOPE_WORDS
+        )
 
     # -- calibration -----------------------------------------------------------------------
 
@@ -198,11 +229,31 @@ class CONSIGN:
             )
         return stack
 
-    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:
+    def calibrate(
+        self, cal: SegmentationSet, train: SegmentationSet | None = None, *, cancel: object = None
+    ) -> None:
         """Fit on a :class:`SegmentationSet` (no training part needed)."""
         if cal.samples is None:
             raise ConformalInputError("CONSIGN needs the Monte-Carlo samples, not only scores")
         self.fit(cal.samples, cal.masks)
+
+    def calibrate_stats(
+        self,
+        cal: ScanStats,
+        masks: np.ndarray,
+        train: SegmentationSet | None = None,
+        *,
+        cancel: object = None,
+    ) -> None:
+        """Fit on the units' samples or their streamed ``DecompositionStack`` (``cal.samples``)."""
+        if cal.samples is None:
+            raise ConformalInputError("CONSIGN needs the Monte-Carlo samples, not only scores")
+        self.fit(cal.samples, masks)
+
+    def finish_calibration(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """lambda-hat at every feasible level of the grid (slow: membership searches)."""
+        self.calibrate_alphas(progress=progress)
+        return len(self.alphas)
 
     def _make_checker(
         self, decomps: list[Decomposition], masks: np.ndarray, stream: int
@@ -327,7 +378,31 @@ class CONSIGN:
         rng = np.random.default_rng(self.options.seed if seed is None else seed)
         return sample_labels(d, *self.box(d, alpha), n, rng)
 
-    def bands(
+    def bands(self, stats: ScanStats, alphas: Sequence[float] | None = None) -> Bands:
+        """Envelope bands of a volume, one 2D unit per axial slice, stacked.
+
+        ``stats.samples`` holds the raw samples ``(Z, N_s, H, W)`` or their per-slice
+        ``DecompositionStack``; both give the same bands. By default the grid is the levels
+        stored so far (a CONSIGN loaded from a bundle answers only for those).
+        """
+        if stats.samples is None:
+            raise ConformalInputError("CONSIGN needs the Monte-Carlo samples of the scan")
+        if alphas is None:
+            alphas = sorted(float(a) for a in self._stars) or None
+        count_, unit = slice_units(stats.samples)
+        per_slice = [self.unit_bands(unit(z), alphas) for z in range(count_)]
+        levels = per_slice[0].alphas
+        for b in per_slice[1:]:
+            if not np.array_equal(b.alphas, levels):  # pragma: no cover - same lambdas
+                raise ConformalInputError("CONSIGN levels differ between slices")
+        inner = np.empty((len(levels), len(per_slice), *per_slice[0].shape), dtype=bool)
+        outer = np.empty_like(inner)
+        for z, b in enumerate(per_slice):
+            for j, a in enumerate(levels):
+                inner[j, z], outer[j, z] = b.masks(a)
+        return Bands.from_mask_stack(levels, inner, outer, self.name, dict(per_slice[0].info))
+
+    def unit_bands(
         self, samples: np.ndarray | Decomposition, alphas: Sequence[float] | None = None
     ) -> Bands:
         """Envelope bands of one image over the grid levels that have a set.
@@ -427,7 +502,7 @@ class CONSIGN:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def state(self, alphas: Sequence[float] | None = None) -> dict:
+    def to_state(self, alphas: Sequence[float] | None = None) -> dict:
         """What a calibration bundle needs: settings and the per-image lambda_i* tables.
 
         With ``alphas``, those levels are calibrated first (slow: membership checks).
@@ -449,10 +524,10 @@ class CONSIGN:
         }
 
     @classmethod
-    def from_state(cls, state: dict, options: MethodOptions | None = None) -> CONSIGN:
-        """Rebuild a calibrated CONSIGN (for prediction, not re-calibration) from :meth:`state`."""
-        base = options or MethodOptions()
-        opts = MethodOptions(beta=state["beta"], k=state["k"], seed=base.seed, device=base.device)
+    def from_state(cls, state: dict, arrays: dict[str, np.ndarray] | None = None) -> CONSIGN:
+        """Rebuild a calibrated CONSIGN (for prediction, not re-calibration) from
+        :meth:`to_state`."""
+        opts = MethodOptions(beta=state["beta"], k=state["k"])
         self = cls(
             opts, alphas=state["alphas"], lam_step=state["lam_step"], lam_max=state["lam_max"]
         )
@@ -463,3 +538,20 @@ class CONSIGN:
             for a, s in state["lambda_stars"].items()
         }
         return self
+
+    @classmethod
+    def check_state(cls, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        numbers(state.get("beta"), "beta", 1e-12, 1.0)
+        stars = state.get("lambda_stars")
+        if not isinstance(stars, dict):
+            raise StateError("lambda_stars must map alphas to lists")
+        count(state, "k", 1)
+        numbers(state.get("lam_step"), "lam_step", 1e-12)
+        numbers(state.get("lam_max"), "lam_max", 1e-12)
+        levels = numbers([float(a) for a in stars], "the CONSIGN alphas")
+        check_alphas(np.sort(levels), "CONSIGN", int(state["n_used"]))
+        lambda_tables(state, int(state["n_used"]))
+
+    @classmethod
+    def state_levels(cls, state: dict) -> list[float]:
+        return sorted(float(a) for a in state["lambda_stars"])

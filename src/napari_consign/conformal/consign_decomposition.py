@@ -17,7 +17,9 @@ foreground channel alone (exactly equivalent: the centred two-channel rows are `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -343,3 +345,11 @@ def decompose_units(units: np.ndarray, k: int, binary: bool) -> list[Decompositi
     if units.shape[0] == 0:
         return []
     return decompose_stack(units, k, binary).units()
+
+
+def slice_units(source: np.ndarray | DecompositionStack) -> tuple[int, Callable[[int], Any]]:
+    """Slice count and ``z -> unit`` of a volume's raw samples ``(Z, N_s, H, W)`` (each slice
+    as float32) or of its per-slice :class:`DecompositionStack`."""
+    if isinstance(source, DecompositionStack):
+        return len(source), source.unit
+    return int(source.shape[0]), lambda z: np.asarray(source[z], dtype=np.float32)

@@ -24,7 +24,9 @@ from .crc_rule import StepRiskCurve
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
 from .inputs import Units, check_scores, pair_units
-from .registry import MethodOptions
+from .method import AverageRiskMethod, ScanStats
+from .options import MethodOptions
+from .state_checks import alpha_rows, monotone, numbers
 from .threshold_losses import (
     fnr_curve,
     inner_fp_curve,
@@ -77,13 +79,15 @@ def table_lookup(table: dict[float, tuple], alpha: float) -> tuple:
     return table[key]
 
 
-class CRC:
+class CRC(AverageRiskMethod):
     """Conformal risk control with one global threshold per band."""
 
     name = "crc"
-    needs_training = False
+    label = "CRC"
+    how = "one threshold for every scan"
 
     def __init__(self, options: MethodOptions | None = None) -> None:
+        self.options = options or MethodOptions()
         self._outer: StepRiskCurve | None = None
         self._inner: StepRiskCurve | None = None
         self._table: dict[float, tuple[float, float]] = {}  # alpha -> (tau_out, raw tau_in)
@@ -107,7 +111,9 @@ class CRC:
         self._inner = inner_fp_curve(every)  # healthy units too: loss 1[inner set non-empty]
         return self
 
-    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:
+    def calibrate(
+        self, cal: SegmentationSet, train: SegmentationSet | None = None, *, cancel: object = None
+    ) -> None:
         """Fit on the score maps of a :class:`SegmentationSet` (no training part needed)."""
         self.fit(cal.scores, cal.masks)
 
@@ -156,7 +162,11 @@ class CRC:
         t = self.thresholds(alpha)
         return threshold_mask(score, t.inner), threshold_mask(score, t.outer)
 
-    def bands(self, score: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
+    def bands(self, stats: ScanStats, alphas: Sequence[float] | None = None) -> Bands:
+        """Bands of the scan's score map (``stats.mean``)."""
+        return self.map_bands(stats.mean, alphas)
+
+    def map_bands(self, score: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
         """Bands of one probability map over the feasible part of the alpha grid."""
         score = check_scores(score)
         grid = feasible_alphas(self.n_used, alphas)
@@ -165,7 +175,7 @@ class CRC:
         info = {"n_used": self.n_used, "n_empty": self.n_empty}
         return Bands.from_thresholds(score, grid, tau_out, tau_in, self.name, info)
 
-    def state(self, alphas: Sequence[float] | None = None) -> dict:
+    def to_state(self, alphas: Sequence[float] | None = None) -> dict:
         """What a calibration bundle needs: both thresholds on the feasible alpha grid."""
         grid = feasible_alphas(self.n_used, alphas)
         return {
@@ -177,8 +187,8 @@ class CRC:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> CRC:
-        """A calibrated CRC that answers for the alphas stored in :meth:`state`."""
+    def from_state(cls, state: dict, arrays: dict[str, np.ndarray] | None = None) -> CRC:
+        """A calibrated CRC that answers for the alphas stored in :meth:`to_state`."""
         self = cls()
         self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
         self._dtype = stored_dtype(state)
@@ -189,3 +199,15 @@ class CRC:
         """Calibrated quantities at ``alpha`` for reports."""
         t = self.thresholds(alpha)
         return {"tau_outer": t.outer, "tau_inner": t.inner}
+
+    @classmethod
+    def check_state(cls, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        table = alpha_rows(state.get("table"), 3, "threshold", int(state["n_used"]))
+        numbers(table[:, 1], "the outer thresholds", 0.0, 1.0)
+        numbers(table[:, 2], "the inner thresholds", 0.0, 1.0 + 1e-6)
+        monotone(table[:, 1], True, "the outer thresholds")
+        monotone(table[:, 2], False, "the inner thresholds")
+
+    @classmethod
+    def state_levels(cls, state: dict) -> list[float]:
+        return [float(r[0]) for r in state["table"]]

@@ -1,27 +1,37 @@
 """Evaluation over random calibration/test splits: the papers' tables, for every method.
 
-Each split is a fresh random partition of the units into (optional) training, calibration and
-test parts. Per split and method the test metrics of docs/methods.md §7 are computed; the
-report gives their mean and standard deviation over splits. Methods are listed in :mod:`.registry`.
+Each split is a fresh random partition of the units (or of whole scans) into (optional)
+training, calibration and test parts, drawn from one generator seeded with ``seed``, one
+permutation per split, in order. Each split is one job (:func:`run_split`); ``map_jobs`` may
+run them anywhere (the CLI uses Dask) with identical results. Per split, method and alpha the
+test metrics of docs/methods.md §7 are computed; the report gives their mean and standard
+deviation over splits. A method whose one calibration serves every alpha
+(:attr:`~.method.ConformalMethod.alpha_free`) is calibrated once per split, the others once per
+alpha. Methods are listed in :mod:`.registry`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from .crc_rule import check_alpha
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
-from .metrics import coverage_gap, marginal_coverage, unit_metrics
-from .registry import METHODS, EvaluableMethod, MethodOptions, make_method
+from .method import ConformalMethod
+from .metrics import coverage_gap, marginal_coverage, tpr, unit_metrics
+from .registry import METHODS, MethodOptions, make_method
+
+#: ``map_jobs(run_split, jobs, data) -> results in order``; the default runs them here.
+JobMapper = Callable[[Callable[[Any, Any], dict], list, Any], list]
 
 
 @dataclass(frozen=True)
 class SplitSizes:
-    """Number of units in each part of a split."""
+    """Number of units (or scans) in each part of a split."""
 
     train: int
     cal: int
@@ -44,7 +54,7 @@ def split_sizes(n: int, cal_fraction: float, train_fraction: float) -> SplitSize
     return sizes
 
 
-def split_metrics(method: EvaluableMethod, test: SegmentationSet, alpha: float) -> dict[str, float]:
+def split_metrics(method: ConformalMethod, test: SegmentationSet, alpha: float) -> dict[str, float]:
     """Test metrics of a calibrated method at ``alpha``: coverage, gap, FNR, inner loss, band
     sizes, empty-mask counts, its calibrated quantities and any method-specific metrics."""
     rows = [
@@ -72,6 +82,67 @@ def split_metrics(method: EvaluableMethod, test: SegmentationSet, alpha: float) 
     return out
 
 
+@dataclass(frozen=True)
+class SplitJob:
+    """One random split: the permutation of the units and what to evaluate on it."""
+
+    perm: np.ndarray
+    n_train: int
+    n_cal: int
+    methods: tuple[str, ...]
+    alphas: tuple[float, ...]
+    primary: float
+    options: MethodOptions
+
+
+def run_split(job: SplitJob, data: SegmentationSet) -> dict:
+    """Metrics of every method at every alpha on one split, and per-image TPRs at ``primary``.
+
+    The same numbers whichever process runs it.
+    """
+    perm, a, b = job.perm, job.n_train, job.n_train + job.n_cal
+    train = data.subset(perm[:a]) if a else None
+    cal, test = data.subset(perm[a:b]), data.subset(perm[b:])
+    metrics: dict[float, dict[str, dict]] = {alpha: {} for alpha in job.alphas}
+    tprs: dict[str, list[float]] = {}
+    for name in job.methods:
+        method = None
+        for alpha in job.alphas:
+            if method is None or not method.alpha_free:
+                method = make_method(name, replace(job.options, alpha=alpha))
+                method.calibrate(cal, train)
+            metrics[alpha][name] = split_metrics(method, test, alpha)
+            if alpha == job.primary:
+                pairs = zip(method.predict_masks(test, alpha), test.masks, strict=True)
+                values = [tpr(outer, truth) for (_, outer), truth in pairs]
+                tprs[name] = [float(v) for v in values if not np.isnan(v)]
+    return {"metrics": metrics, "tprs": tprs}
+
+
+def scan_split(
+    rng: np.random.Generator, units_per_scan: np.ndarray, sizes: SplitSizes
+) -> tuple[np.ndarray, int, int]:
+    """One split of whole scans: the unit permutation and the train and calibration unit
+    counts, for ``sizes`` counted in scans (a scan's slices never fall in two parts)."""
+    starts = np.concatenate([[0], np.cumsum(units_per_scan)])
+    order = rng.permutation(len(units_per_scan))
+    perm = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in order])
+    counts = units_per_scan[order]
+    n_train = int(counts[: sizes.train].sum())
+    return perm, n_train, int(counts[sizes.train : sizes.train + sizes.cal].sum())
+
+
+def check_methods(methods: Sequence[str], options: MethodOptions) -> list[ConformalMethod]:
+    """One instance of every named method (checks names and settings before any work)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ConformalInputError(
+            f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(METHODS)}"
+        )
+    return [make_method(m, options) for m in methods]
+
+
 def evaluate(
     data: SegmentationSet,
     methods: Sequence[str],
@@ -82,46 +153,65 @@ def evaluate(
     train_fraction: float = 0.25,
     options: MethodOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    alphas: Sequence[float] = (),
+    units_per_scan: np.ndarray | None = None,
+    map_jobs: JobMapper | None = None,
 ) -> dict:
-    """Evaluate ``methods`` over ``splits`` random partitions; JSON-ready report.
+    """Evaluate ``methods`` over ``splits`` random partitions; a JSON-ready report.
 
-    ``train_fraction`` is used only when a requested method needs a training part (AT, COAT);
-    otherwise calibration and test share all units.
+    ``alpha`` is the main level (``methods`` holds its table, ``per_image_tpr`` its per-image
+    outer-band TPRs); ``alphas`` adds levels to the ``sweep`` (one table per level).
+    ``train_fraction`` is used only when a requested method needs training (AT, COAT);
+    otherwise calibration and test share all units. With ``units_per_scan`` (the units of
+    ``data`` are consecutive slices of scans with these counts) whole scans are split and the
+    fractions count scans. ``progress(done, total)`` is called after each split when the
+    splits run here (no ``map_jobs``).
     """
-    alpha = check_alpha(alpha)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ConformalInputError(
-            f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)}"
-        )
+    primary = check_alpha(alpha)
+    levels = sorted({check_alpha(a) for a in alphas} | {primary})
+    options = replace(options or MethodOptions(), alpha=primary)
+    needs_training = any(m.needs_training for m in check_methods(methods, options))
     if splits < 1:
         raise ConformalInputError(f"splits must be at least 1, got {splits}")
-    options = replace(options or MethodOptions(), alpha=alpha)
-    needs_training = any(make_method(m, options).needs_training for m in methods)
-    sizes = split_sizes(len(data), cal_fraction, train_fraction if needs_training else 0.0)
+    n_items = len(data) if units_per_scan is None else len(units_per_scan)
+    sizes = split_sizes(n_items, cal_fraction, train_fraction if needs_training else 0.0)
     rng = np.random.default_rng(seed)
-    per_method: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
-    for s in range(splits):
-        perm = rng.permutation(len(data))
-        train = data.subset(perm[: sizes.train]) if sizes.train else None
-        cal = data.subset(perm[sizes.train : sizes.train + sizes.cal])
-        test = data.subset(perm[sizes.train + sizes.cal :])
-        for name in methods:
-            method = make_method(name, options)
-            method.calibrate(cal, train)
-            per_method[name].append(split_metrics(method, test, alpha))
-        if progress is not None:
-            progress(s + 1, splits)
+    jobs = []
+    for _ in range(splits):
+        if units_per_scan is None:
+            perm, n_train, n_cal = rng.permutation(len(data)), sizes.train, sizes.cal
+        else:
+            perm, n_train, n_cal = scan_split(rng, np.asarray(units_per_scan), sizes)
+        jobs.append(SplitJob(perm, n_train, n_cal, tuple(methods), tuple(levels), primary, options))
+    if map_jobs is None:
+
+        def map_jobs(func, todo, shared):
+            out = []
+            for i, job in enumerate(todo):
+                out.append(func(job, shared))
+                if progress is not None:
+                    progress(i + 1, len(todo))
+            return out
+
+    results = map_jobs(run_split, jobs, data)
+    sweep = {
+        f"{a:g}": {m: aggregate([r["metrics"][a][m] for r in results]) for m in methods}
+        for a in levels
+    }
     return {
-        "alpha": alpha,
+        "alpha": primary,
         "splits": splits,
         "seed": seed,
         "n_units": len(data),
+        "split_by": "unit" if units_per_scan is None else "scan",
         "n_train": sizes.train,
         "n_cal": sizes.cal,
         "n_test": sizes.test,
-        "methods": {m: aggregate(rows) for m, rows in per_method.items()},
+        "methods": sweep[f"{primary:g}"],
+        "alphas": levels,
+        "sweep": sweep,
+        "per_image_tpr": {m: [t for r in results for t in r["tprs"][m]] for m in methods},
     }
 
 

@@ -24,13 +24,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .bands import Bands, ThresholdBands, feasible_alphas
+from .bands import DEFAULT_ALPHAS, Bands, ThresholdBands, feasible_alphas
 from .crc_rule import StepRiskCurve, check_alpha
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
 from .inputs import check_scores
-from .registry import MethodOptions
+from .method import ScanStats, SetCoverageMethod, percent
+from .options import MethodOptions
 from .set_metrics import SCORE_TOLERANCE, beta_equal, beta_scores, chao1, check_beta, mean_pearson
+from .state_checks import lambda_tables
 
 #: Calibration grid of lambda: 0, 0.01, ..., 1 (1 keeps every label).
 LAMBDA_GRID = np.arange(101) / 100.0
@@ -72,11 +74,12 @@ def unit_lambda_star(keys: np.ndarray, truth: np.ndarray, beta: float) -> float:
     return float(LAMBDA_GRID[np.argmax(score > beta + SCORE_TOLERANCE)])
 
 
-class PixelwiseAPS:
+class PixelwiseAPS(SetCoverageMethod):
     """Pixel-wise APS sets calibrated with the beta-loss (``MethodOptions.beta``)."""
 
     name = "pixelwise"
-    needs_training = False
+    label = "Pixel-wise"
+    reads_samples = True  # the mean of the samples in float64 (class probabilities if L > 2)
 
     def __init__(
         self,
@@ -94,6 +97,18 @@ class PixelwiseAPS:
         self.n_classes = 2
         self._binary = True
         self._stars: np.ndarray | None = None
+
+    @property
+    def alpha_grid(self) -> np.ndarray:
+        return DEFAULT_ALPHAS if self.alphas is None else np.asarray(self.alphas, np.float64)
+
+    @classmethod
+    def guarantee_text(cls, alpha: float, beta: float | None = None) -> str:
+        return (
+            f"{cls.label}: for at least {percent(1.0 - float(alpha))} of scans, at least "
+            f"{percent(beta if beta is not None else 0.9)} of each label's pixels have their "
+            "true label inside their pixel's set."
+        )
 
     def fit(self, probabilities: np.ndarray, masks: np.ndarray) -> PixelwiseAPS:
         """Calibrate on mean probabilities and label masks.
@@ -130,7 +145,9 @@ class PixelwiseAPS:
         )
         return self
 
-    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None = None) -> None:
+    def calibrate(
+        self, cal: SegmentationSet, train: SegmentationSet | None = None, *, cancel: object = None
+    ) -> None:
         """Fit on the MC-mean probabilities of a :class:`SegmentationSet`."""
         self.fit(mean_probabilities(cal), cal.masks)
 
@@ -159,7 +176,11 @@ class PixelwiseAPS:
         sets = self.sets(probabilities, alpha)
         return ~sets[0], sets[1:].any(axis=0)
 
-    def bands(self, probabilities: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
+    def bands(self, stats: ScanStats, alphas: Sequence[float] | None = None) -> Bands:
+        """Bands of the scan's mean foreground probabilities (``stats.mean``)."""
+        return self.map_bands(stats.mean, alphas)
+
+    def map_bands(self, probabilities: np.ndarray, alphas: Sequence[float] | None = None) -> Bands:
         """Level-map bands over the feasible alpha grid (nested in alpha)."""
         grid = feasible_alphas(self.n_used, self.alphas if alphas is None else alphas)
         lams = np.array([self.lambda_hat(a) for a in grid])  # non-increasing in alpha
@@ -193,7 +214,7 @@ class PixelwiseAPS:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         return [self.predict(p, alpha) for p in mean_probabilities(data)]
 
-    def state(self, alphas: Sequence[float] | None = None) -> dict:
+    def to_state(self, alphas: Sequence[float] | None = None) -> dict:
         """What a calibration bundle needs: settings and the per-image ``lambda_i*``."""
         if self._stars is None:
             raise RuntimeError("the pixel-wise baseline is not calibrated: call fit() first")
@@ -208,13 +229,17 @@ class PixelwiseAPS:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> PixelwiseAPS:
-        """A calibrated baseline rebuilt from :meth:`state` (any alpha: lambda-hat is exact)."""
+    def from_state(cls, state: dict, arrays: dict[str, np.ndarray] | None = None) -> PixelwiseAPS:
+        """A calibrated baseline rebuilt from :meth:`to_state` (any alpha: lambda-hat is exact)."""
         self = cls(MethodOptions(beta=state["beta"]))
         self.n_classes, self._binary = int(state["n_classes"]), bool(state["binary"])
         self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
         self._stars = np.asarray(state["lambda_stars"], dtype=np.float64)
         return self
+
+    @classmethod
+    def check_state(cls, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        lambda_tables(state, int(state["n_used"]))
 
     def summary(self, alpha: float) -> dict[str, float]:
         lam = self.lambda_hat(alpha)

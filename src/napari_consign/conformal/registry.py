@@ -1,59 +1,31 @@
-"""The methods :func:`~.evaluation.evaluate` and the CLI know, and what they must offer.
+"""The registry: one entry per method, name -> class (or "module:Class", imported on first use).
 
-Methods are listed by import path and imported only when used, so adding one touches one line.
+Adding a method is one class deriving from :class:`~.method.ConformalMethod` and one line in
+:data:`METHODS` (or, from outside the package, one call to :func:`register`). Everything else
+(bundles, evaluation, the CLI, the widget) reads the method's declarations.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
 
-import numpy as np
-
-from .dataset import SegmentationSet
 from .errors import ConformalInputError
+from .method import ConformalMethod
+from .options import MethodOptions
 
+__all__ = [
+    "METHODS",
+    "NAMES",
+    "MethodOptions",
+    "make_method",
+    "method_class",
+    "methods_where",
+    "register",
+]
 
-@dataclass(frozen=True)
-class MethodOptions:
-    """Settings shared by every method; each method reads the ones it needs."""
-
-    beta: float = 0.9  # CONSIGN / pixel-wise: accuracy level of beta-equality
-    k: int = 5  # CONSIGN: principal components kept
-    seed: int = 0  # training, multi-start optimisation and sampling
-    device: str = "cpu"  # torch device for methods that train or optimise ("auto": best here)
-    alpha: float = 0.1  # the error level evaluated (per-alpha predictors train for it)
-    conditioned: bool = True  # AT/COAT: one alpha-conditioned predictor, else per-alpha
-    use_variance: bool = False  # AT/COAT: feed the MC standard deviation to the predictor
-    epochs: int = 60  # AT/COAT: training epochs (early stopping may end sooner)
-    score_space: str = "probability"  # AT/COAT: space of the training loss (paper); or "logit"
-    temperature: float | None = None  # COAT's T; None: 0.05 (probability) or 0.5 (logit space)
-    input_size: int = 64  # AT/COAT: side of the predictor's input image
-
-
-class EvaluableMethod(Protocol):
-    """What evaluation needs from a method: calibrate, predict masks at alpha, report."""
-
-    name: str
-    needs_training: bool
-    n_used: int
-    n_empty: int
-
-    def calibrate(self, cal: SegmentationSet, train: SegmentationSet | None) -> None:
-        """Fit on the calibration part (and the training part, for learned predictors)."""
-
-    def predict_masks(
-        self, data: SegmentationSet, alpha: float
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``(inner, outer)`` boolean masks of every unit of ``data`` at ``alpha``."""
-
-    def summary(self, alpha: float) -> dict[str, float]:
-        """Calibrated quantities at ``alpha`` (thresholds, lambda, ...) for reports."""
-
-
-#: Method name -> "module:class" (relative to this package); the class takes MethodOptions.
-METHODS: dict[str, str] = {
+#: Method name -> class, or "module:Class" relative to this package (imported on first use).
+METHODS: dict[str, str | type[ConformalMethod]] = {
     "crc": ".crc:CRC",
     "at": ".adaptive:AT",
     "coat": ".adaptive:COAT",
@@ -62,14 +34,68 @@ METHODS: dict[str, str] = {
 }
 
 
-def method_class(name: str) -> type:
+def register(name: str, cls_or_path: str | type[ConformalMethod]) -> None:
+    """Add (or replace) the method ``name``: a :class:`ConformalMethod` subclass or an import
+    path ``"package.module:Class"`` (absolute, or relative to this package with a leading dot).
+    """
+    if isinstance(cls_or_path, type):
+        if not issubclass(cls_or_path, ConformalMethod):
+            raise ConformalInputError(f"{cls_or_path.__name__} is not a ConformalMethod")
+        if cls_or_path.name != name:
+            raise ConformalInputError(
+                f"{cls_or_path.__name__}.name is {cls_or_path.name!r}, registered as {name!r}"
+            )
+    elif ":" not in str(cls_or_path):
+        raise ConformalInputError(f"{cls_or_path!r} is not a 'module:Class' path")
+    METHODS[name] = cls_or_path
+
+
+def method_class(name: str) -> type[ConformalMethod]:
     """The class implementing the method called ``name`` (imported on first use)."""
     if name not in METHODS:
         raise ConformalInputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    module, _, cls = METHODS[name].partition(":")
-    return getattr(importlib.import_module(module, __package__), cls)
+    entry = METHODS[name]
+    if isinstance(entry, type):
+        return entry
+    module, _, cls = entry.partition(":")
+    package = __package__ if module.startswith(".") else None
+    return getattr(importlib.import_module(module, package), cls)
 
 
-def make_method(name: str, options: MethodOptions | None = None) -> EvaluableMethod:
+def make_method(name: str, options: MethodOptions | None = None) -> ConformalMethod:
     """Instantiate the method called ``name``."""
     return method_class(name)(options or MethodOptions())
+
+
+class _LiveNames(Sequence):
+    """The registered names, in registry order, read afresh on every use."""
+
+    def __init__(self, keep: Callable[[type[ConformalMethod]], bool] | None = None) -> None:
+        self._keep = keep
+
+    def _names(self) -> list[str]:
+        return [n for n in METHODS if self._keep is None or self._keep(method_class(n))]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __repr__(self) -> str:
+        return repr(tuple(self._names()))
+
+
+#: Every registered method name, in order (a live view: methods registered later appear).
+NAMES: Sequence[str] = _LiveNames()
+
+
+def methods_where(flag: Callable[[type[ConformalMethod]], bool]) -> Sequence[str]:
+    """A live view of the registered names whose class satisfies ``flag``."""
+    return _LiveNames(flag)

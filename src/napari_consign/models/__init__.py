@@ -19,7 +19,6 @@ _EXPORTS = {
     "load_builtin_model": "loading",
     "load_model": "loading",
     "Sampler": "sampler",
-    "SamplingCancelled": "sampler",
     "SliceProgress": "sampler",
     "enable_mc_dropout": "sampler",
     "sample_volume": "sampler",

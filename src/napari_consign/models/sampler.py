@@ -40,7 +40,6 @@ from .reductions import Moments, Reducer
 __all__ = [
     "MODES",
     "Sampler",
-    "SamplingCancelled",
     "SliceProgress",
     "enable_mc_dropout",
     "sample_volume",
@@ -67,10 +66,6 @@ class SliceProgress:
     done: int
     total: int
     z: int
-
-
-#: Former name of the one cancellation exception; kept while ``analysis.py`` imports it.
-SamplingCancelled = Cancelled
 
 
 def enable_mc_dropout(module: nn.Module) -> int:
