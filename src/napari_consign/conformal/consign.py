@@ -54,7 +54,9 @@ from .consign_decomposition import (
     slice_units,
 )
 from .consign_envelope import envelope, label_envelopes, sample_labels
+from .consign_evaluation import ConsignEvaluation, check_masks
 from .consign_membership import MembershipChecker, SearchSettings
+from .consign_state import ConsignState
 from .crc_rule import check_alpha
 from .dataset import SegmentationSet
 from .device import resolve_device
@@ -62,8 +64,7 @@ from .errors import ConformalInputError
 from .method import ENVELOPE_NOTE as ENVELOPE_WORDS
 from .method import ScanStats, SetCoverageMethod, percent
 from .options import MethodOptions
-from .set_metrics import beta_equal, beta_scores, chao1, check_beta, mean_pearson
-from .state_checks import StateError, check_alphas, count, lambda_tables, numbers
+from .set_metrics import check_beta
 
 #: CONSIGN's alpha grid for the slider: 0.05, 0.10, ..., 0.50 (each level is a calibration).
 CONSIGN_ALPHAS = np.round(np.arange(1, 11) * 0.05, 2)
@@ -74,20 +75,7 @@ ENVELOPE_NOTE = (
 )
 
 
-def _check_masks(masks: np.ndarray, n_classes: int) -> np.ndarray:
-    masks = np.asarray(masks)
-    if np.issubdtype(masks.dtype, np.floating):
-        if np.isnan(masks).any() or np.any(masks != np.round(masks)):
-            raise ConformalInputError("ground-truth masks must hold integer labels")
-    if masks.size and (masks.min() < 0 or masks.max() >= n_classes):
-        raise ConformalInputError(
-            f"ground-truth masks have labels in [{int(masks.min())}, {int(masks.max())}] but "
-            f"the samples have {n_classes} classes (labels 0..{n_classes - 1})"
-        )
-    return masks.astype(np.int64)
-
-
-class CONSIGN(SetCoverageMethod):
+class CONSIGN(ConsignEvaluation, ConsignState, SetCoverageMethod):
     """CONSIGN spatial conformal sets (``MethodOptions``: ``beta``, ``k``, ``seed``, ``device``).
 
     Keyword settings: ``alphas`` (the slider grid, default :data:`CONSIGN_ALPHAS`), ``search``
@@ -199,7 +187,7 @@ class CONSIGN(SetCoverageMethod):
                 f"masks have shape {masks.shape}, expected {(n, *spatial)}: "
                 "one label map per image, on the samples' grid"
             )
-        masks = _check_masks(masks, self.n_classes)
+        masks = check_masks(masks, self.n_classes)
         used = masks.reshape(masks.shape[0], -1).any(axis=1)
         self.n_empty = int(np.count_nonzero(~used))
         self.n_used = int(np.count_nonzero(used))
@@ -428,130 +416,3 @@ class CONSIGN(SetCoverageMethod):
         inner = np.stack([p[0] for p in pairs])
         outer = np.stack([p[1] for p in pairs])
         return Bands.from_mask_stack(levels, inner, outer, self.name, info)
-
-    # -- evaluation ------------------------------------------------------------------------
-
-    def predict_masks(
-        self, data: SegmentationSet, alpha: float
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Envelope ``(inner, outer)`` of every unit of ``data`` at ``alpha``."""
-        lam = self.lambda_hat(alpha)
-        return [envelope(d, *d.box(alpha, lam)) for d in self._test_decomps(data)]
-
-    def _test_decomps(self, data: SegmentationSet) -> list[Decomposition]:
-        if data.samples is None:
-            raise ConformalInputError("CONSIGN needs the Monte-Carlo samples of the test images")
-        return decompose_units(data.samples, self.k, self._binary)
-
-    def contains(self, data: SegmentationSet, alpha: float) -> np.ndarray:
-        """Membership check of every unit's ground truth at lambda-hat (False for empty GT)."""
-        masks = _check_masks(data.masks, self.n_classes)
-        used = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
-        out = np.zeros(len(masks), dtype=bool)
-        if used.size:
-            decomps = self._test_decomps(data.subset(used))
-            out[used] = self._certify(decomps, masks[used], alpha)
-        return out
-
-    def _certify(self, decomps: list[Decomposition], masks: np.ndarray, alpha: float) -> np.ndarray:
-        """Test units' membership at lambda-hat by the calibration's own procedure.
-
-        Each test unit gets its ``lambda*`` from the same search as a calibration unit, and is
-        a member iff ``lambda* <= lambda-hat``: the exchangeable comparison of the guarantee.
-        """
-        lam = self.lambda_hat(alpha)
-        checker = self._make_checker(decomps, masks, stream=1)
-        coeffs = np.stack([d.coefficients for d in decomps])
-        sing = np.stack([d.singular for d in decomps])
-        return self._search_stars(checker, coeffs, sing, alpha) <= lam + 1e-12
-
-    def summary(self, alpha: float) -> dict[str, float]:
-        """lambda-hat, the fraction of calibration images certified by it, and the seconds
-        the calibration at ``alpha`` took (decomposition plus search; left out after loading)."""
-        stars = self.lambda_stars(alpha)
-        lam = self.lambda_hat(alpha)
-        out = {"lambda_hat": lam, "cal_certified": float(np.mean(stars <= lam))}
-        seconds = self._seconds.get(round(check_alpha(alpha), 12))
-        if seconds is not None:  # unknown for a CONSIGN loaded from a bundle
-            out["calibration_s"] = seconds
-        return out
-
-    def test_metrics(self, test: SegmentationSet, alpha: float) -> dict[str, float]:
-        """Set coverage by membership check, and sEC / Chao1 / mean correlation from samples."""
-        lam = self.lambda_hat(alpha)
-        masks = _check_masks(test.masks, self.n_classes)
-        used = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
-        if not used.size:
-            return {"set_coverage": float("nan")}
-        decomps = self._test_decomps(test.subset(used))
-        covered = self._certify(decomps, masks[used], alpha)
-        n = self.metric_samples
-        hits, sizes, corrs = [], [], []
-        for j, d in enumerate(decomps):
-            rng = np.random.default_rng((self.options.seed, 2, j))
-            drawn = sample_labels(d, *d.box(alpha, lam), n, rng)
-            hits.append(bool(np.any(beta_equal(beta_scores(masks[used[j]], drawn), self.beta))))
-            sizes.append(chao1(drawn))
-            corrs.append(mean_pearson(drawn))
-        return {
-            "set_coverage": float(np.mean(covered)),
-            f"sEC_{n}": float(np.mean(hits)),
-            f"chao1_{n}": float(np.mean(sizes)),
-            f"corr_{n}": float(np.mean(corrs)),
-        }
-
-    # -- persistence -----------------------------------------------------------------------
-
-    def to_state(self, alphas: Sequence[float] | None = None) -> dict:
-        """What a calibration bundle needs: settings and the per-image lambda_i* tables.
-
-        With ``alphas``, those levels are calibrated first (slow: membership checks).
-        """
-        if alphas is not None:
-            self.calibrate_alphas(alphas)
-        return {
-            "method": self.name,
-            "beta": self.beta,
-            "k": self.k,
-            "n_classes": self.n_classes,
-            "binary": self._binary,
-            "lam_step": self.lam_step,
-            "lam_max": self.lam_max,
-            "n_used": self.n_used,
-            "n_empty": self.n_empty,
-            "alphas": [float(a) for a in self.alphas],
-            "lambda_stars": {str(a): s.tolist() for a, s in self._stars.items()},
-        }
-
-    @classmethod
-    def from_state(cls, state: dict, arrays: dict[str, np.ndarray] | None = None) -> CONSIGN:
-        """Rebuild a calibrated CONSIGN (for prediction, not re-calibration) from
-        :meth:`to_state`."""
-        opts = MethodOptions(beta=state["beta"], k=state["k"])
-        self = cls(
-            opts, alphas=state["alphas"], lam_step=state["lam_step"], lam_max=state["lam_max"]
-        )
-        self.n_classes, self._binary = int(state["n_classes"]), bool(state["binary"])
-        self.n_used, self.n_empty = int(state["n_used"]), int(state["n_empty"])
-        self._stars = {
-            round(float(a), 12): np.asarray(s, dtype=np.float64)
-            for a, s in state["lambda_stars"].items()
-        }
-        return self
-
-    @classmethod
-    def check_state(cls, state: dict, arrays: dict[str, np.ndarray]) -> None:
-        numbers(state.get("beta"), "beta", 1e-12, 1.0)
-        stars = state.get("lambda_stars")
-        if not isinstance(stars, dict):
-            raise StateError("lambda_stars must map alphas to lists")
-        count(state, "k", 1)
-        numbers(state.get("lam_step"), "lam_step", 1e-12)
-        numbers(state.get("lam_max"), "lam_max", 1e-12)
-        levels = numbers([float(a) for a in stars], "the CONSIGN alphas")
-        check_alphas(np.sort(levels), "CONSIGN", int(state["n_used"]))
-        lambda_tables(state, int(state["n_used"]))
-
-    @classmethod
-    def state_levels(cls, state: dict) -> list[float]:
-        return sorted(float(a) for a in state["lambda_stars"])
