@@ -54,13 +54,14 @@ from .consign_decomposition import (
     slice_units,
 )
 from .consign_envelope import envelope, label_envelopes, sample_labels
-from .consign_evaluation import ConsignEvaluation, check_masks
+from .consign_evaluation import ConsignEvaluation
 from .consign_membership import MembershipChecker, SearchSettings
 from .consign_state import ConsignState
 from .crc_rule import check_alpha
 from .dataset import SegmentationSet
 from .device import resolve_device
 from .errors import ConformalInputError
+from .inputs import check_labels
 from .method import ENVELOPE_NOTE as ENVELOPE_WORDS
 from .method import ScanStats, SetCoverageMethod, percent
 from .options import MethodOptions
@@ -187,7 +188,7 @@ class CONSIGN(ConsignEvaluation, ConsignState, SetCoverageMethod):
                 f"masks have shape {masks.shape}, expected {(n, *spatial)}: "
                 "one label map per image, on the samples' grid"
             )
-        masks = check_masks(masks, self.n_classes)
+        masks = check_labels(masks, self.n_classes)
         used = masks.reshape(masks.shape[0], -1).any(axis=1)
         self.n_empty = int(np.count_nonzero(~used))
         self.n_used = int(np.count_nonzero(used))

@@ -12,21 +12,8 @@ from .consign_envelope import envelope, sample_labels
 from .crc_rule import check_alpha
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
+from .inputs import check_labels
 from .set_metrics import beta_equal, beta_scores, chao1, mean_pearson
-
-
-def check_masks(masks: np.ndarray, n_classes: int) -> np.ndarray:
-    """Ground-truth label masks as int64, checked against the number of classes."""
-    masks = np.asarray(masks)
-    if np.issubdtype(masks.dtype, np.floating):
-        if np.isnan(masks).any() or np.any(masks != np.round(masks)):
-            raise ConformalInputError("ground-truth masks must hold integer labels")
-    if masks.size and (masks.min() < 0 or masks.max() >= n_classes):
-        raise ConformalInputError(
-            f"ground-truth masks have labels in [{int(masks.min())}, {int(masks.max())}] but "
-            f"the samples have {n_classes} classes (labels 0..{n_classes - 1})"
-        )
-    return masks.astype(np.int64)
 
 
 class ConsignEvaluation:
@@ -46,7 +33,7 @@ class ConsignEvaluation:
 
     def contains(self, data: SegmentationSet, alpha: float) -> np.ndarray:
         """Membership check of every unit's ground truth at lambda-hat (False for empty GT)."""
-        masks = check_masks(data.masks, self.n_classes)
+        masks = check_labels(data.masks, self.n_classes)
         used = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
         out = np.zeros(len(masks), dtype=bool)
         if used.size:
@@ -80,7 +67,7 @@ class ConsignEvaluation:
     def test_metrics(self, test: SegmentationSet, alpha: float) -> dict[str, float]:
         """Set coverage by membership check, and sEC / Chao1 / mean correlation from samples."""
         lam = self.lambda_hat(alpha)
-        masks = check_masks(test.masks, self.n_classes)
+        masks = check_labels(test.masks, self.n_classes)
         used = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
         if not used.size:
             return {"set_coverage": float("nan")}

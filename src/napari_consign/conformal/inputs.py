@@ -66,3 +66,19 @@ def pair_units(scores: Units, masks: Units) -> list[tuple[np.ndarray, np.ndarray
         s = check_scores(s, f"probability map of unit {i}")
         pairs.append((s, check_mask(m, s.shape, i)))
     return pairs
+
+
+def check_labels(masks: np.ndarray, n_classes: int, source: str = "samples") -> np.ndarray:
+    """Ground-truth label masks as int64: integer labels in ``0..n_classes - 1`` (the classes
+    of ``source``, named in the message)."""
+    masks = np.asarray(masks)
+    if np.issubdtype(masks.dtype, np.floating) and (
+        np.isnan(masks).any() or np.any(masks != np.round(masks))
+    ):
+        raise ConformalInputError("ground-truth masks must hold integer labels")
+    if masks.size and (masks.min() < 0 or masks.max() >= n_classes):
+        raise ConformalInputError(
+            f"ground-truth masks have labels in [{int(masks.min())}, {int(masks.max())}] but "
+            f"the {source} have {n_classes} classes (labels 0..{n_classes - 1})"
+        )
+    return masks.astype(np.int64)

@@ -28,7 +28,7 @@ from .bands import DEFAULT_ALPHAS, Bands, ThresholdBands, feasible_alphas
 from .crc_rule import StepRiskCurve, check_alpha
 from .dataset import SegmentationSet
 from .errors import ConformalInputError
-from .inputs import check_scores
+from .inputs import check_labels, check_scores
 from .method import ScanStats, SetCoverageMethod, percent
 from .options import MethodOptions
 from .set_metrics import SCORE_TOLERANCE, beta_equal, beta_scores, chao1, check_beta, mean_pearson
@@ -129,7 +129,7 @@ class PixelwiseAPS(SetCoverageMethod):
                 "(n, H, W) foreground or (n, L, H, W) class probabilities for (n, H, W) masks"
             )
         self.n_classes = 2 if self._binary else int(probabilities.shape[1])
-        masks = _labels(masks, self.n_classes)
+        masks = check_labels(masks, self.n_classes, "probabilities")
         used = masks.reshape(len(masks), -1).any(axis=1)
         self.n_used, self.n_empty = int(used.sum()), int((~used).sum())
         if not self.n_used:
@@ -248,7 +248,7 @@ class PixelwiseAPS(SetCoverageMethod):
     def test_metrics(self, test: SegmentationSet, alpha: float) -> dict[str, float]:
         """Exact set coverage, and sEC / Chao1 / mean correlation from sampled segmentations."""
         lam = self.lambda_hat(alpha)
-        masks = _labels(test.masks, self.n_classes)
+        masks = check_labels(test.masks, self.n_classes, "probabilities")
         probs = mean_probabilities(test)
         covered, hits, sizes, corrs = [], [], [], []
         n = self.metric_samples
@@ -274,20 +274,6 @@ def mean_probabilities(data: SegmentationSet) -> np.ndarray:
     if data.samples is None:
         return np.asarray(data.scores, dtype=np.float64)
     return np.clip(data.samples.mean(axis=1, dtype=np.float64), 0.0, 1.0)
-
-
-def _labels(masks: np.ndarray, n_classes: int) -> np.ndarray:
-    masks = np.asarray(masks)
-    if np.issubdtype(masks.dtype, np.floating) and (
-        np.isnan(masks).any() or np.any(masks != np.round(masks))
-    ):
-        raise ConformalInputError("ground-truth masks must hold integer labels")
-    if masks.size and (masks.min() < 0 or masks.max() >= n_classes):
-        raise ConformalInputError(
-            f"ground-truth masks have labels in [{int(masks.min())}, {int(masks.max())}] but "
-            f"the probabilities have {n_classes} classes (labels 0..{n_classes - 1})"
-        )
-    return masks.astype(np.int64)
 
 
 def _sample_sets(
