@@ -27,6 +27,7 @@ from ..cases import stack_sets
 from ..conformal.evaluation import check_methods
 from ..conformal.registry import METHODS
 from ..io.safe_write import check_target
+from ..npz_contract import load_segmentation_set
 from ..parallel import progress_bar
 from ..pipeline import fit_methods
 from .errors import CLIError
@@ -87,8 +88,6 @@ def _train_cal_order(n: int, fraction: float, seed: int, what: str) -> tuple[lis
 def _from_npz(args, needs_training: bool):
     """``(train, cal, identity, how)`` from ``--samples``; ``how``: what the NPZ records of
     its sampling (mode, N_s, model settings id) for the bundle's ``extra``."""
-    from ..npz_contract import load_segmentation_set
-
     data = load_segmentation_set(args.samples)
     with np.load(args.samples, allow_pickle=False) as z:
         recorded = {

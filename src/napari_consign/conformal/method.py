@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .bands import DEFAULT_ALPHAS, Bands
+from .bands import DEFAULT_ALPHAS, Bands, feasible_alphas
 from .dataset import SegmentationSet
 from .options import MethodOptions
 
@@ -170,8 +170,6 @@ class ConformalMethod(ABC):
     @classmethod
     def state_levels(cls, state: dict) -> list[float]:
         """The alpha levels a (checked) stored state serves bands at, ascending."""
-        from .bands import feasible_alphas
-
         return [float(a) for a in feasible_alphas(int(state["n_used"]))]
 
     # -- words -----------------------------------------------------------------------------
