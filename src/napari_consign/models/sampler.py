@@ -36,6 +36,7 @@ from ..conformal.errors import is_cancelled as _is_cancelled
 from .loading import LoadedModel, check_model_output
 from .preprocess import check_normalization, normalize, pad_to_multiple
 from .reductions import Moments, Reducer
+from .stochastic import enable_mc_dropout, slice_order, slice_seed
 
 __all__ = [
     "MODES",
@@ -48,14 +49,6 @@ __all__ = [
 
 MODES = ("mc_dropout", "ensemble", "tta")
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
-_DROPOUT_NAMES = {
-    "Dropout",
-    "Dropout1d",
-    "Dropout2d",
-    "Dropout3d",
-    "AlphaDropout",
-    "FeatureAlphaDropout",
-}
 CPU_CHUNK = 2  # ENVIRONMENT.md 5: chunks of 1-4 samples are fastest on a 2-core CPU
 
 
@@ -66,40 +59,6 @@ class SliceProgress:
     done: int
     total: int
     z: int
-
-
-def enable_mc_dropout(module: nn.Module) -> int:
-    """Put ``module`` in eval mode, then its dropout modules in train mode; return their count.
-
-    Works for TorchScript modules too (by their original class name). A model exported with
-    dropout folded away (``torch.jit.freeze``, tracing in eval mode) has none left to enable.
-    """
-    module.eval()
-    n = 0
-    for m in module.modules():
-        name = getattr(m, "original_name", None) or type(m).__name__
-        if isinstance(m, nn.modules.dropout._DropoutNd) or name in _DROPOUT_NAMES:
-            m.train()
-            n += 1
-    return n
-
-
-def slice_order(n: int, start: int | None = None) -> list[int]:
-    """``start`` first, then outwards (start+1, start-1, start+2, ...); 0..n-1 if start is None."""
-    if start is None:
-        return list(range(n))
-    if not 0 <= start < n:
-        raise ValueError(f"start slice {start} is outside 0..{n - 1}")
-    order = [start]
-    for d in range(1, n):
-        for z in (start + d, start - d):
-            if 0 <= z < n:
-                order.append(z)
-    return order
-
-
-def _slice_seed(seed: int, z: int) -> int:
-    return int(np.random.SeedSequence((int(seed), int(z))).generate_state(1)[0])
 
 
 def _as_loaded(model, device) -> LoadedModel:
@@ -319,7 +278,7 @@ class Sampler:
         the models' modes set (as :meth:`iter_volume` does); ``z`` selects the slice's seed.
         """
         x, (h, w) = self._prepare(image)
-        seed = None if self.seed is None else _slice_seed(self.seed, z)
+        seed = None if self.seed is None else slice_seed(self.seed, z)
         with torch.random.fork_rng(enabled=seed is not None, **self._rng_kwargs()):
             if seed is not None:
                 torch.manual_seed(seed)
