@@ -1,5 +1,8 @@
 """The published evaluation numbers reproduce bit for bit from the code.
 
+Two reports are checked: the synthetic evaluation (docs/evaluation) and the shipped bundles'
+held-out figures (``sample_data/bundles/evaluation.json``, quoted by the README).
+
 ``docs/evaluation/synthetic.json`` was written by (docs/evaluation.md)::
 
     napari-consign evaluate --samples sample_data/synthetic_samples.npz \
@@ -17,16 +20,21 @@ to match (then regenerate the report and empty the list).
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
-from napari_consign._sample_data import sample_data_path
+from napari_consign._sample_data import load_cases, sample_data_path
+from napari_consign.calibration import read_bundle_header
 from napari_consign.conformal.evaluation import evaluate
+from napari_consign.conformal.registry import MethodOptions
 from napari_consign.npz_contract import load_segmentation_set
 
-REPORT = Path(__file__).resolve().parents[1] / "docs" / "evaluation" / "synthetic.json"
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "docs" / "evaluation" / "synthetic.json"
 METHODS = ["crc", "at", "coat", "pixelwise"]
 ALPHAS = [0.05, 0.1, 0.2, 0.3]
 
@@ -91,3 +99,43 @@ def test_every_published_number_matches(data, published, one_torch_thread):
     assert differ == STALE
     for m in METHODS:
         assert got["per_image_tpr"][m] == published["per_image_tpr"][m], m
+
+
+def _make_bundles_script():
+    """``scripts/make_bundles.py`` as a module: the procedure that made the shipped bundles."""
+    spec = importlib.util.spec_from_file_location(
+        "make_bundles", ROOT / "scripts" / "make_bundles.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_shipped_bundles_and_their_figures_reproduce(one_torch_thread):
+    """CRC and the pixel-wise baseline refitted as ``scripts/make_bundles.py`` fits them (the
+    bundled model's samples of the shipped cases, ~4 min): the same bundle state and the same
+    held-out figures in ``evaluation.json``, bit for bit."""
+    from napari_consign.models import Sampler, load_builtin_model
+    from napari_consign.pipeline import sample_cases
+
+    script = _make_bundles_script()
+    published = json.loads(sample_data_path("bundles/evaluation.json").read_text())
+    sampler = Sampler(
+        load_builtin_model(), n_samples=published["n_samples"], seed=published["seed"]
+    )
+    cal, test = (
+        script.with_body_rule(sample_cases(sampler, c["images"], c["masks"]))
+        for c in (load_cases("calibration"), load_cases("test"))
+    )
+    args = Namespace(alpha=published["alpha"])
+    options = MethodOptions(seed=published["seed"], alpha=published["alpha"])
+    for name in ("crc", "pixelwise"):
+        method, alpha, metrics = script.fit_and_evaluate(name, args, options, None, cal, test)
+        header = read_bundle_header(sample_data_path(f"bundles/{name}.npz"))
+        assert json.loads(json.dumps(method.to_state())) == header["state"], name
+        ref = published["methods"][name]
+        assert alpha == ref["alpha"] and metrics["n_test_used"] == ref["n_test_used"], name
+        for key, value in metrics.items():
+            if not key.startswith(("n_test", "n_cal")):
+                assert value == ref[key], (name, key)
