@@ -20,7 +20,7 @@ _EXPORTS = {
     "load_model": "loading",
     "Sampler": "sampler",
     "SliceProgress": "sampler",
-    "enable_mc_dropout": "sampler",
+    "enable_mc_dropout": "stochastic",
     "sample_volume": "sampler",
     "Decomposition": "reductions",
     "KeepSamples": "reductions",
