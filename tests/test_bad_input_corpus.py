@@ -283,6 +283,7 @@ def _subprocess(args: list[str], **kw) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_nothing_at_the_final_name(work):
     out = work / "killed.npz"
     proc = _subprocess(
@@ -320,6 +321,7 @@ def test_sigkill_leaves_nothing_at_the_final_name(work):
     assert not stale.exists()
 
 
+@pytest.mark.slow
 def test_fifos_are_refused_without_blocking(work):
     fifo = work / "pipe.nii.gz"
     os.mkfifo(fifo)
@@ -341,6 +343,7 @@ def test_fifos_are_refused_without_blocking(work):
         assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], lines
 
 
+@pytest.mark.slow
 def test_scheduler_that_is_not_dask_fails_within_its_timeout(work):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

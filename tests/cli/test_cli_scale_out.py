@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from napari_consign.calibration import load_bundle
 
 
+@pytest.mark.slow
 def test_dask_matches_serial(run_cli, cases_dir, samples_npz, tmp_path):
     for workers in ("1", "2"):
         code = run_cli(

@@ -26,9 +26,18 @@ def make_set(n, seed, size=24, empty_fraction=0.0):
 
 @pytest.fixture(scope="module")
 def trained_coat():
+    """A COAT trained long enough to be better than CRC (for the slow comparison)."""
     config = PredictorConfig(objective="coat", epochs=25, seed=0, patience=25)
     coat = COAT(config=config)
     coat.train(make_set(80, seed=10))
+    return coat
+
+
+@pytest.fixture(scope="module")
+def small_coat():
+    """A briefly trained COAT: enough for tests of its mechanics (bands, range, bundles)."""
+    coat = COAT(config=PredictorConfig(objective="coat", epochs=2, seed=0))
+    coat.train(make_set(20, seed=10))
     return coat
 
 
@@ -66,6 +75,7 @@ def test_shifted_risk_is_monotone():
     assert np.all(np.diff(risks) <= 1e-15)  # FNR non-increasing in t, so R(t) non-decreasing
 
 
+@pytest.mark.slow
 def test_coat_beats_crc_on_coverage_gap(trained_coat):
     """The COAT paper's claim on data whose difficulty varies: lower coverage gap than CRC,
     over 10 random calibration/test splits of independent data (f_D trained elsewhere).
@@ -93,15 +103,15 @@ def test_coat_beats_crc_on_coverage_gap(trained_coat):
     assert stats["coat"][0] < stats["crc"][0], stats
 
 
-def test_bands_match_thresholds_in_2d_and_3d(trained_coat):
+def test_bands_match_thresholds_in_2d_and_3d(small_coat):
     cal, test = make_set(60, seed=3), make_set(4, seed=4)
-    trained_coat.fit_shifts(cal)
+    small_coat.fit_shifts(cal)
     vol_scores, vol_images = test.scores, test.images
-    bands3d = trained_coat.map_bands(vol_scores, vol_images)
-    bands2d = trained_coat.map_bands(vol_scores[1], vol_images[1])
+    bands3d = small_coat.map_bands(vol_scores, vol_images)
+    bands2d = small_coat.map_bands(vol_scores[1], vol_images[1])
     assert bands3d.shape == vol_scores.shape and bands2d.shape == vol_scores[1].shape
     for alpha in (0.05, 0.1, 0.3):
-        tau_in, tau_out = trained_coat.thresholds(test, alpha)
+        tau_in, tau_out = small_coat.thresholds(test, alpha)
         inner, outer = bands3d.masks(alpha)
         for z in range(4):
             np.testing.assert_array_equal(outer[z], vol_scores[z] >= tau_out[z])
@@ -109,10 +119,10 @@ def test_bands_match_thresholds_in_2d_and_3d(trained_coat):
         np.testing.assert_array_equal(bands2d.masks(alpha)[1], outer[1])
 
 
-def test_alpha_outside_trained_range(trained_coat):
-    trained_coat.fit_shifts(make_set(30, seed=5))
+def test_alpha_outside_trained_range(small_coat):
+    small_coat.fit_shifts(make_set(30, seed=5))
     with pytest.raises(ConformalInputError, match=r"outside the range \[0.05, 0.5\]"):
-        trained_coat.shifts(0.6)
+        small_coat.shifts(0.6)
 
 
 def test_empty_training_split():
@@ -147,14 +157,14 @@ def test_per_alpha_predictor_and_progress():
     assert coat.shifts(0.45).outer <= coat.shifts(0.2).outer  # any alpha can be calibrated
 
 
-def test_bundle_round_trip(trained_coat, tmp_path):
+def test_bundle_round_trip(small_coat, tmp_path):
     cal, test = make_set(40, seed=12), make_set(5, seed=13)
-    trained_coat.fit_shifts(cal)
-    path = save_bundle(tmp_path / "coat.npz", trained_coat, model_id="model-A")
+    small_coat.fit_shifts(cal)
+    path = save_bundle(tmp_path / "coat.npz", small_coat, model_id="model-A")
     loaded = load_bundle(path, model_id="model-A")
     for alpha in (0.05, 0.1, 0.5):
         for (a_in, a_out), (b_in, b_out) in zip(
-            trained_coat.predict_masks(test, alpha), loaded.predict_masks(test, alpha), strict=True
+            small_coat.predict_masks(test, alpha), loaded.predict_masks(test, alpha), strict=True
         ):
             np.testing.assert_array_equal(a_in, b_in)
             np.testing.assert_array_equal(a_out, b_out)
@@ -163,7 +173,7 @@ def test_bundle_round_trip(trained_coat, tmp_path):
     with pytest.raises(ConformalInputError, match="holds alpha in"):
         loaded.shifts(0.123)
     with pytest.raises(BundleError, match="exists"):
-        save_bundle(path, trained_coat, model_id="model-A")
+        save_bundle(path, small_coat, model_id="model-A")
 
 
 def test_crc_bundle_round_trip(tmp_path):

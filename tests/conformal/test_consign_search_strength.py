@@ -27,6 +27,7 @@ def dense_grid(lower, upper, n):
     return np.array(list(itertools.product(*axes)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [2, 3])
 def test_fast_search_finds_every_member_the_dense_grid_finds(k):
     data = low_rank_cases(24, size=16, n_samples=8, seed=10 + k)

@@ -87,6 +87,7 @@ def test_bundle_with_float64_thresholds_still_predicts_exactly():
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_mean_test_losses_stay_within_alpha():
     """CRC's guarantee on tied float32 scores: mean test loss <= alpha + 3 SE (1000 draws)."""
     rng = np.random.default_rng(0)

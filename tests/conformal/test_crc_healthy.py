@@ -92,17 +92,20 @@ def _mean_and_se(x):
     return x.mean(), x.std(ddof=1) / np.sqrt(x.size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["inner", "inner_raw"])
 def test_mean_inner_loss_with_healthy_scans_at_most_alpha(trials, loss):
     mean, se = _mean_and_se(trials[loss])
     assert mean <= ALPHA + 3 * se, (mean, se)
 
 
+@pytest.mark.slow
 def test_inner_guarantee_with_healthy_scans_is_tight(trials):
     mean, se = _mean_and_se(trials["inner_raw"])
     assert mean >= ALPHA - 2 / (N_CAL + 1) - 3 * se, (mean, se)
 
 
+@pytest.mark.slow
 def test_most_healthy_scans_get_an_empty_inner_band(trials):
     # 30% of units are healthy and each non-empty healthy inner band costs a full unit of
     # loss, so at alpha 0.1 at most a third of healthy scans can have one, on average

@@ -146,6 +146,7 @@ def test_multiclass_sets_and_samples():
     np.testing.assert_array_equal(inner, ~sets[0])
 
 
+@pytest.mark.slow
 def test_guarantee_over_random_draws():
     """Exact set coverage over 400 fresh draws: mean >= 1 - alpha - 3 SE (and <= 1 - alpha +
     1/(n+1) + 3 SE would need continuous lambda_i*; the 0.01 grid makes ties, so no upper test)."""

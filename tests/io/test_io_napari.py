@@ -130,24 +130,29 @@ def test_write_labels_hook_without_geometry_uses_the_layer_transform(make_napari
 
 
 # A representative set of the round-trip cases: 2D, flipped, permuted, oblique, a series opened
-# from one of its files, DICOM folders (written here and shipped with pydicom), real files.
-VIEWER_CASES = [
-    "mha_2d_rotated",
-    "nii_flipped",
-    "nii_permuted_flipped",
-    "mha_permuted_oblique",
-    "nii_oblique",
-    "series_axial_from_one_file",
-    "series_sagittal_reversed_from_one_file",
-    "series_coronal_flipped",
-    "series_oblique",
-    "CT2_series",
-    "MR2_folder",
-    "CT_small",
-    "MR_small_expb",
-    "anatomical_nii",
-]
+# from one of its files, DICOM folders (written here and shipped with pydicom), real files. The
+# quick tier opens the NPE2 cases (2D, permuted and flipped, oblique series, DICOM folder); the
+# others run in the slow tier.
 NPE2_CASES = ["mha_2d_rotated", "nii_permuted_flipped", "series_oblique", "MR2_folder"]
+VIEWER_CASES = [
+    name if name in NPE2_CASES else pytest.param(name, marks=pytest.mark.slow)
+    for name in [
+        "mha_2d_rotated",
+        "nii_flipped",
+        "nii_permuted_flipped",
+        "mha_permuted_oblique",
+        "nii_oblique",
+        "series_axial_from_one_file",
+        "series_sagittal_reversed_from_one_file",
+        "series_coronal_flipped",
+        "series_oblique",
+        "CT2_series",
+        "MR2_folder",
+        "CT_small",
+        "MR_small_expb",
+        "anatomical_nii",
+    ]
+]
 
 
 def _assert_places_like_sitk(layer, case) -> None:
@@ -276,8 +281,8 @@ def test_get_reader_is_cheap_and_imports_no_simpleitk(tmp_path, rng):
     "where",
     [
         "dicomdirtests",
-        "dicomdirtests/DICOMDIR",
-        "dicomdirtests/77654033",
+        pytest.param("dicomdirtests/DICOMDIR", marks=pytest.mark.slow),
+        pytest.param("dicomdirtests/77654033", marks=pytest.mark.slow),
         "dicomdirtests/77654033/CT2/17106",
     ],
 )

@@ -51,6 +51,7 @@ def test_reported_dice_eval_mode(model, info, test_cases):
     assert dice == pytest.approx(info["evaluation"]["dice_eval_mode_first32"], abs=0.01)
 
 
+@pytest.mark.slow
 def test_reported_dice_mc_mean(model, info, test_cases):
     images, masks = test_cases
     ev = info["evaluation"]

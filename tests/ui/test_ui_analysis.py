@@ -325,6 +325,7 @@ def test_calibrate_now_crc_and_pixelwise(sampler, tmp_path, builtin_model_id):
     assert load_bundle(written[0], model_id=builtin_model_id).n_used == crc.n_used
 
 
+@pytest.mark.slow
 def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypatch, reducer_spy):
     """Calibrating CONSIGN now keeps per unit only its decomposition (TopK), and gives the
     lambda_i* of a CONSIGN fitted on the same units' raw samples."""

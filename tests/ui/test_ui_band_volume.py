@@ -62,6 +62,7 @@ def _normalised(layer, values):
     return (np.asarray(values, float) - lo) / (hi - lo)
 
 
+@pytest.mark.slow
 def test_3d_tick_swaps_colormaps_and_uploads_no_volume(
     qtbot, viewer_widget, small_scan, monkeypatch
 ):
@@ -133,6 +134,7 @@ def test_3d_tick_swaps_colormaps_and_uploads_no_volume(
         np.testing.assert_array_equal(np.asarray(labels.data), analysis.bands[method].labels(0.1))
 
 
+@pytest.mark.slow
 def test_a_rerun_in_3d_keeps_the_bands_visible(qtbot, viewer_widget, small_scan):
     from ui_helpers import open_scan, wait_done
 

@@ -43,6 +43,7 @@ def test_demo_bad_arguments(argv, message):
         demo.run(_args(*argv))
 
 
+@pytest.mark.slow
 def test_demo_headless(qapp, tmp_path, bundle_dir):
     from PIL import Image
 
@@ -64,6 +65,7 @@ def test_demo_headless(qapp, tmp_path, bundle_dir):
         demo.run(_args("--headless", "--out", str(out), "--slices", "70:90"))
 
 
+@pytest.mark.slow
 def test_demo_headless_with_the_shipped_bundles(qapp, tmp_path, builtin_model_id):
     """The real shipped bundles (made for the bundled model) on three slices of the demo scan:
     screenshots that show the bands and metrics that agree with the bundles."""

@@ -36,6 +36,7 @@ def test_menu_opened_widget_keeps_its_results(qtbot, viewer_widget, small_scan, 
     assert widget.table.rowCount() == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "scenario", ["before-sampling", "after-first-bands", "calibrating", "3d", "remove-scan"]
 )
@@ -55,6 +56,7 @@ def test_cancel_at_any_moment_keeps_napari_alive(small_scan, tmp_path, scenario)
     assert f"OK {scenario}" in proc.stdout, tail
 
 
+@pytest.mark.slow
 def test_dock_fits_a_1366_by_768_screen(qtbot, viewer_widget, small_scan, tmp_path):
     """Beside the canvas on a small laptop screen, the guarantee text is wholly visible
     without scrolling and the table needs no horizontal scroll bar."""
@@ -92,6 +94,7 @@ def test_dock_fits_a_1366_by_768_screen(qtbot, viewer_widget, small_scan, tmp_pa
     assert canvas.width() > widget.width(), (canvas.width(), widget.width())
 
 
+@pytest.mark.slow
 def test_methods_have_own_colours_legend_and_titled_panels(qtbot, viewer_widget, small_scan):
     from napari_consign.ui.compare import grid_of
     from napari_consign.ui.layers import DISAGREEMENT_COLOURS, method_colours
@@ -124,6 +127,7 @@ def test_methods_have_own_colours_legend_and_titled_panels(qtbot, viewer_widget,
     assert not crc.name_overlay.visible and not grid.enabled
 
 
+@pytest.mark.slow
 def test_export_default_name_and_case_stack_in_pixels(qtbot, viewer_widget, small_scan):
     from napari_consign._sample_data import test_cases_2d
 

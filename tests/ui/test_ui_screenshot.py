@@ -7,6 +7,7 @@ so the inside of the ring shows the scan; with the ring filled, it shows translu
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 from ui_helpers import boundary, expected_contour, open_plugin_widget, open_scan, wait_done
 
@@ -43,6 +44,7 @@ def _contour_pixel(contour: np.ndarray) -> tuple[int, int]:
     return tuple(int(v) for v in np.unravel_index(np.argmax(density), density.shape))
 
 
+@pytest.mark.slow
 def test_bands_visible_on_canvas(qtbot, make_napari_viewer, shipped_bundles, small_scan):
     viewer = make_napari_viewer(show=True)
     widget = open_plugin_widget(viewer)

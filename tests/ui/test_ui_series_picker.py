@@ -138,6 +138,7 @@ def test_non_image_folder_says_why(picker, tmp_path, notes):
     assert any("No DICOM image series" in m for m in notes["error"])
 
 
+@pytest.mark.slow
 def test_tri_planar_pilots_are_listed_plane_by_plane(picker, notes):
     from napari_consign.ui.series_picker import COLUMNS
 
@@ -181,6 +182,7 @@ def test_refused_stack_is_marked_and_says_why(picker, tmp_path, notes):
     assert len(viewer.layers) == 0
 
 
+@pytest.mark.slow
 def test_every_column_shows_at_default_size(make_napari_viewer, qtbot):
     """Long descriptions and subfolder names: no column is cut, none scrolls out of view when the
     widget is shown at its default size."""
@@ -205,6 +207,7 @@ def test_every_column_shows_at_default_size(make_napari_viewer, qtbot):
     assert table.horizontalScrollBar().maximum() == 0
 
 
+@pytest.mark.slow
 def test_ct_window_presets(picker, tmp_path):
     from napari_consign.io.display import CT_WINDOWS, window_limits
 

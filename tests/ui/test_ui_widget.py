@@ -130,6 +130,7 @@ def test_end_to_end(qtbot, viewer_widget, small_scan, notes, tmp_path):
     np.testing.assert_array_equal(read_volume(tmp_path / "saved.nii.gz").array, back.array)
 
 
+@pytest.mark.slow
 def test_compare_and_disagreement(qtbot, viewer_widget, small_scan, notes):
     from napari_consign.ui.compare import grid_of
 
@@ -196,6 +197,7 @@ def test_cancel_leaves_nothing(qtbot, viewer_widget, small_scan, notes):
     assert widget.run_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_cancel_after_preview_rolls_back(qtbot, viewer_widget, small_scan, notes, monkeypatch):
     """Inline (NAPARI_CONSIGN_NOTHREADS=1): cancel once the preview layer is shown."""
     monkeypatch.setenv("NAPARI_CONSIGN_NOTHREADS", "1")
@@ -217,6 +219,7 @@ def test_cancel_after_preview_rolls_back(qtbot, viewer_widget, small_scan, notes
     assert widget.analysis() is None
 
 
+@pytest.mark.slow
 def test_layer_removed_mid_run(qtbot, viewer_widget, small_scan, notes):
     viewer, widget = viewer_widget
     image, _ = open_scan(viewer, small_scan)
@@ -286,6 +289,7 @@ def test_method_availability(viewer_widget, bundle_dir):
     assert all(widget.method_boxes[m].isEnabled() for m in METHOD_NAMES)
 
 
+@pytest.mark.slow
 def test_consign_given_and_plausible(qtbot, viewer_widget, small_scan, fake_consign, notes):
     viewer, widget = viewer_widget
     image, _ = open_scan(viewer, small_scan)
@@ -328,6 +332,7 @@ def test_2d_image(qtbot, viewer_widget, small_scan, notes):
     np.testing.assert_array_equal(bands.data[:, :], expected_contour(crc, 0.2, 0))
 
 
+@pytest.mark.slow
 def test_ring_contour_fill_and_3d(qtbot, viewer_widget, small_scan, notes):
     viewer, widget = viewer_widget
     image, _ = open_scan(viewer, small_scan)
@@ -373,6 +378,7 @@ def test_ring_contour_fill_and_3d(qtbot, viewer_widget, small_scan, notes):
     assert not notes["error"], notes["error"]
 
 
+@pytest.mark.slow
 def test_calibrate_now_and_model_file(qtbot, viewer_widget, small_scan, notes, tmp_path):
     from napari_consign._sample_data import sample_data_path
 
@@ -412,6 +418,7 @@ def test_widget_made_after_the_scan(make_napari_viewer, shipped_bundles, small_s
     assert same_layer(widget.image_layer(), image)
 
 
+@pytest.mark.slow
 def test_calibrate_consign_now_bands_and_plausible(
     qtbot, viewer_widget, small_scan, notes, tmp_path
 ):
