@@ -31,8 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from qtpy.QtCore import QSize, Qt, QTimer
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QComboBox, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from .. import analysis as an
@@ -56,7 +55,6 @@ from .runner import Runner, notify, reason
 if TYPE_CHECKING:
     import napari
 
-NUMBERS_DELAY_MS = 150
 DOCK_WIDTH = 360  # preferred width: the canvas keeps most of a 1366-pixel screen
 #: the panels' controls, reachable as attributes of the widget (tests and scripts use them)
 CONTROLS = {
@@ -97,14 +95,10 @@ class ConsignWidget(QWidget):
             on_checked=lambda check: self.alpha_panel.show_caveat(check),
             on_done=self._on_image_changed,
         )
-        self._numbers_timer = QTimer(self)
-        self._numbers_timer.setSingleShot(True)
-        self._numbers_timer.setInterval(NUMBERS_DELAY_MS)
-        self._numbers_timer.timeout.connect(self._update_numbers)
         self._build()
         events = self.session.events
         events.image.connect(self._on_image_changed)
-        events.truth.connect(lambda *_: self._schedule_numbers(now=True))
+        events.truth.connect(lambda *_: self.numbers_box.schedule(now=True))
         events.methods.connect(self.refresh_texts)
         events.alpha.connect(self._on_alpha)
         events.ring_fill.connect(self._on_ring_mode)
@@ -136,8 +130,10 @@ class ConsignWidget(QWidget):
         self.scan_panel = ScanPanel(self.viewer, session)
         self.settings = SettingsPanel(session)
         self.run_panel = RunPanel(session, on_run=self.run, on_cancel=self.cancel)
-        self.alpha_panel = AlphaPanel(session, on_release=lambda: self._schedule_numbers(True))
-        self.numbers_box = NumbersPanel()
+        self.alpha_panel = AlphaPanel(
+            session, on_release=lambda: self.numbers_box.schedule(now=True)
+        )
+        self.numbers_box = NumbersPanel(self)
         self.compare_panel, self.export_panel = ComparePanel(self), ExportPanel(self)
         outputs = QGroupBox("Compare and export")
         lay = QVBoxLayout(outputs)
@@ -169,18 +165,9 @@ class ConsignWidget(QWidget):
         """Use these model files (none: the bundled UNet; several: an ensemble)."""
         self.session.set_model_files(paths)
 
-    def model_spec(self) -> an.ModelSpec:
-        return self.session.model_spec()
-
     def set_calibration(self, kind: str, **choice: Any) -> None:
         """Choose where calibrations come from (see :meth:`Session.set_calibration`)."""
         self.session.set_calibration(kind, **choice)
-
-    def calibration_spec(self) -> an.CalibrationSpec:
-        return self.session.calibration_spec()
-
-    def bundle_settings(self) -> dict:
-        return self.session.bundle_settings()
 
     def available_methods(self) -> dict[str, str]:
         return self.session.available_methods()
@@ -222,7 +209,7 @@ class ConsignWidget(QWidget):
     def _on_image_changed(self, *_: Any) -> None:
         self._update_result_controls()
         self.refresh_texts()
-        self._schedule_numbers(now=True)
+        self.numbers_box.schedule(now=True)
 
     def _on_layer_removed(self, event: Any) -> None:
         layer = event.value
@@ -283,17 +270,17 @@ class ConsignWidget(QWidget):
     def set_alpha(self, alpha: float) -> float:
         """Move the slider to ``alpha`` (snapped to 0.01) and update every band layer now."""
         value = self.session.set_alpha(alpha)
-        self._schedule_numbers(now=True)
+        self.numbers_box.schedule(now=True)
         return value
 
     def _on_alpha(self, *_: Any) -> None:
         self.refresh_texts()
         self._apply_alpha()  # 2D: the plane on screen; 3D: colormaps only
-        self._schedule_numbers()
+        self.numbers_box.schedule()
 
     def _apply_alpha(self) -> None:
         self.bands.apply_alpha()
-        self._update_disagreement()
+        self.compare_panel.follow_alpha()
 
     def refresh_texts(self, *_: Any) -> None:
         """The guarantee of each shown method at alpha, the scan's caveat and the legend."""
@@ -324,40 +311,11 @@ class ConsignWidget(QWidget):
     def _on_ndisplay(self, *_: Any) -> None:
         self.bands.restyle()
         if self.viewer.dims.ndisplay == 2:
-            self._update_disagreement()
-
-    # ================================================================== numbers
-    def _schedule_numbers(self, now: bool = False) -> None:
-        if now:
-            self._numbers_timer.stop()
-            self._update_numbers()
-        else:
-            self._numbers_timer.start()
-
-    def truth_array(self, image: Any = None) -> np.ndarray | None:
-        """The chosen ground truth as a (Z, H, W) array, or None (warns on a shape mismatch)."""
-        truth = self.truth_layer()
-        image = image if image is not None else self.image_layer()
-        if truth is None or image is None:
-            return None
-        arr = np.asarray(truth.data)
-        if arr.shape != tuple(image.data.shape):
-            self.session.status = (
-                f"ground truth '{truth.name}' has shape {arr.shape}, the scan "
-                f"{tuple(image.data.shape)}: TPR not shown"
-            )
-            return None
-        return arr[None] if arr.ndim == 2 else arr
+            self.compare_panel.follow_alpha()
 
     def numbers(self, image_layer: Any = None) -> dict[str, dict]:
         """Per method: band volumes at the current alpha and, with ground truth, TPR/inner FP."""
-        image = image_layer if image_layer is not None else self.image_layer()
-        if self.analysis(image) is None:
-            return {}
-        return self.session.numbers(layer_key(image), self.truth_array(image))
-
-    def _update_numbers(self) -> None:
-        self.numbers_box.show_rows(self.numbers())
+        return self.numbers_box.numbers(image_layer)
 
     # ================================================================== compare, export
     def _update_result_controls(self) -> None:
@@ -374,19 +332,6 @@ class ConsignWidget(QWidget):
     def set_disagreement(self, enabled: bool, a: str | None = None, b: str | None = None):
         """Disagreement layer of the two methods' outer bands on/off."""
         return self.compare_panel.set_disagreement(enabled, a, b)
-
-    def _update_disagreement(self) -> None:
-        layer = self.compare.disagreement
-        pair = None if layer is None else layer.metadata.get("napari_consign_pair")
-        if not pair:
-            return
-        for lid, analysis in self.session.analyses().items():
-            image = self.bands.images.get(lid)
-            if all(m in analysis.bands for m in pair) and image is not None:
-                if image.name in layer.name:
-                    ba, bb = analysis.bands[pair[0]], analysis.bands[pair[1]]
-                    self.compare.update_disagreement(ba, self.alpha, bb, self.alpha)
-                    return
 
     def export_bands(
         self, method: str, path: str | Path, alpha: float | None = None, overwrite: bool = False

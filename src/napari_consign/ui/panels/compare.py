@@ -17,7 +17,9 @@ class Host(Protocol):
     """What the compare and export panels need from the dock widget."""
 
     viewer: Any
+    session: Any
     compare: Any
+    bands: Any
     alpha: float
 
     def image_layer(self) -> Any: ...
@@ -148,3 +150,19 @@ class ComparePanel(QWidget):
         set_checked_quietly(self.disagree_button, enabled)
         self.host.refresh_texts()
         return layer
+
+    def follow_alpha(self) -> None:
+        """Bring the disagreement layer to the current alpha (the scan it was made for)."""
+        view = self.host.compare
+        layer = view.disagreement
+        pair = None if layer is None else layer.metadata.get("napari_consign_pair")
+        if not pair:
+            return
+        alpha = self.host.alpha
+        for key, analysis in self.host.session.analyses().items():
+            image = self.host.bands.images.get(key)
+            if all(m in analysis.bands for m in pair) and image is not None:
+                if image.name in layer.name:
+                    ba, bb = analysis.bands[pair[0]], analysis.bands[pair[1]]
+                    view.update_disagreement(ba, alpha, bb, alpha)
+                    return

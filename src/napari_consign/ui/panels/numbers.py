@@ -3,8 +3,10 @@ ground truth, the outer band's TPR and the inner band's false positives."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QGroupBox,
     QHeaderView,
@@ -15,6 +17,11 @@ from qtpy.QtWidgets import (
 )
 
 from ...guarantee_text import method_label
+from ..layers import layer_key
+
+#: how long the slider must rest before the numbers are recomputed (they cost a pass over
+#: every method's volume)
+NUMBERS_DELAY_MS = 150
 
 #: (key, header, format); sizes in mL (the unit is in the group's title)
 NUMBER_COLUMNS = (
@@ -36,8 +43,13 @@ NUMBERS_TITLE = {True: "Numbers (this scan; sizes in mL)", False: "Numbers (size
 class NumbersPanel(QGroupBox):
     """A table of the chosen scan's numbers, one row per method."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, host: Any, parent: QWidget | None = None) -> None:
         super().__init__(NUMBERS_TITLE[True], parent)
+        self.host = host  # the dock widget: the chosen scan, truth, analysis and session
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(NUMBERS_DELAY_MS)
+        self._timer.timeout.connect(self.update_rows)
         lay = QVBoxLayout(self)
         self.table = QTableWidget(0, len(NUMBER_COLUMNS))
         self.table.setHorizontalHeaderLabels([c[1] for c in NUMBER_COLUMNS])
@@ -50,8 +62,38 @@ class NumbersPanel(QGroupBox):
         self.table.setMaximumHeight(140)
         lay.addWidget(self.table)
 
-    def show_rows(self, rows: dict[str, dict]) -> None:
-        """``rows``: method -> its numbers (see ``ImageAnalysis.numbers``)."""
+    def schedule(self, now: bool = False) -> None:
+        """Recompute the numbers now, or once alpha has rested for a moment."""
+        if now:
+            self._timer.stop()
+            self.update_rows()
+        else:
+            self._timer.start()
+
+    def truth_array(self, image: Any) -> np.ndarray | None:
+        """The chosen ground truth as a (Z, H, W) array, or None (says so on a shape mismatch)."""
+        truth = self.host.truth_layer()
+        if truth is None or image is None:
+            return None
+        arr = np.asarray(truth.data)
+        if arr.shape != tuple(image.data.shape):
+            self.host.session.status = (
+                f"ground truth '{truth.name}' has shape {arr.shape}, the scan "
+                f"{tuple(image.data.shape)}: TPR not shown"
+            )
+            return None
+        return arr[None] if arr.ndim == 2 else arr
+
+    def numbers(self, image: Any = None) -> dict[str, dict]:
+        """Per method of ``image`` (default: the chosen scan): band volumes at the current
+        alpha and, with ground truth, TPR and the inner band's false positives."""
+        image = image if image is not None else self.host.image_layer()
+        if self.host.analysis(image) is None:
+            return {}
+        return self.host.session.numbers(layer_key(image), self.truth_array(image))
+
+    def update_rows(self) -> None:
+        rows = self.numbers()
         physical = all("outer_ml" in v for v in rows.values())
         columns = NUMBER_COLUMNS if physical else PIXEL_COLUMNS
         self.setTitle(NUMBERS_TITLE[physical])
