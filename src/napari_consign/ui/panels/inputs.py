@@ -23,6 +23,12 @@ NO_TRUTH = "(none)"
 TRUTH_HINTS = ("truth", "mask", "label", "lesion", "seg")
 
 
+class _TruthPicker(ComboBox):
+    """A layer picker whose first choice is "no ground truth" (None)."""
+
+    null_string = NO_TRUTH
+
+
 class ScanPanel(QGroupBox):
     """The scan to analyse, its optional ground truth, and the methods to run."""
 
@@ -33,7 +39,7 @@ class ScanPanel(QGroupBox):
         form = QFormLayout(self)
         self.image_picker = ComboBox(choices=lambda _w: self._choices("Image"))
         self.image_picker.tooltip = "the image layer to analyse (2D or 3D, one channel)"
-        self.truth_picker = ComboBox(choices=lambda _w: self._choices("Labels", none=True))
+        self.truth_picker = _TruthPicker(choices=lambda _w: self._choices("Labels"), nullable=True)
         self.truth_picker.tooltip = "optional ground-truth labels on the same grid, for TPR"
         self.image_combo, self.truth_combo = self.image_picker.native, self.truth_picker.native
         self.image_picker.changed.connect(self._on_image_picked)
@@ -66,9 +72,8 @@ class ScanPanel(QGroupBox):
             lyr for lyr in self.viewer.layers if isinstance(lyr, cls) and not is_plugin_layer(lyr)
         ]
 
-    def _choices(self, kind: str, none: bool = False) -> list[tuple[str, Any]]:
-        head = [(NO_TRUTH, None)] if none else []
-        return head + [(lyr.name, layer_key(lyr)) for lyr in self.layers(kind)]
+    def _choices(self, kind: str) -> list[tuple[str, Any]]:
+        return [(lyr.name, layer_key(lyr)) for lyr in self.layers(kind)]
 
     def reset_choices(self) -> None:
         """Re-read the layer list; with no ground truth chosen, guess it."""
