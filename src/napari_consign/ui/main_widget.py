@@ -244,6 +244,7 @@ class ConsignWidget(QWidget):
         return self.runner.start(layer, methods, on_yield=self._on_event)
 
     def _on_event(self, ev: Any) -> None:
+        """Each run event, looked up when a run starts (a test may wrap it to act mid-run)."""
         self.runner.on_event(ev)
 
     def cancel(self) -> None:

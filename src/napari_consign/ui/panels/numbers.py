@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 
 from ...guarantee_text import method_label
 from ..layers import layer_key
+from .compare import Host
 
 #: how long the slider must rest before the numbers are recomputed (they cost a pass over
 #: every method's volume)
@@ -43,7 +44,7 @@ NUMBERS_TITLE = {True: "Numbers (this scan; sizes in mL)", False: "Numbers (size
 class NumbersPanel(QGroupBox):
     """A table of the chosen scan's numbers, one row per method."""
 
-    def __init__(self, host: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, host: Host, parent: QWidget | None = None) -> None:
         super().__init__(NUMBERS_TITLE[True], parent)
         self.host = host  # the dock widget: the chosen scan, truth, analysis and session
         self._timer = QTimer(self)
