@@ -4,9 +4,14 @@ session kept in step (the widget opened from the plugin menu, as users do)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ui_helpers import open_plugin_widget
 
 from napari_consign.ui.layers import KIND_KEY, layer_key
+
+# a napari viewer each: left out of the quick tier like the other viewer-open cases (the
+# session's rules are covered there by tests/test_session.py, without Qt)
+pytestmark = pytest.mark.slow
 
 
 def test_pickers_follow_the_layer_list(make_napari_viewer, shipped_bundles):
