@@ -1,7 +1,7 @@
 """The band layers of a viewer: one labels layer per (scan, method), kept in step with alpha.
 
 :class:`BandLayers` adds a method's band layer when its first bands arrive (the preview slice,
-then the whole volume), points every band layer at its ``Bands`` at the session's alpha (no
+then the whole volume), points every band layer at its ``Bands`` at the workspace's alpha (no
 recomputation: lazy views from :mod:`.layers`), swaps to the 3D code volumes of
 :mod:`.band_volume` in 3D, and removes what a cancelled run added with the canvas's GL context
 current (:mod:`.gl_safety`). Layers are keyed by ``(layer_key(scan), method)``.
@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from .. import analysis as an
-from ..session import SLIDER_ALPHAS, RunState, Session
+from ..workspace import SLIDER_ALPHAS, RunState, Workspace
 from ._workers import Job, start_job
 from .band_volume import BandCodes, VolumeBands, step_colormap, volume_layer_kwargs
 from .gl_safety import remove_layers
@@ -38,11 +38,11 @@ Key = tuple[Hashable, str]
 
 
 class BandLayers:
-    """The band layers (2D labels and 3D code volumes) of the scans a session analysed."""
+    """The band layers (2D labels and 3D code volumes) of the scans a workspace analysed."""
 
-    def __init__(self, viewer: Any, session: Session, compare: Any, anchor: Any) -> None:
+    def __init__(self, viewer: Any, workspace: Workspace, compare: Any, anchor: Any) -> None:
         self.viewer = viewer
-        self.session = session
+        self.workspace = workspace
         self.compare = compare  # the CompareView, told about band layers removed here
         self.anchor = anchor  # a widget in the viewer's window (GL-safe removals)
         self.volumes = VolumeBands(viewer, SLIDER_ALPHAS)
@@ -54,7 +54,7 @@ class BandLayers:
 
     @property
     def ring_mode(self) -> str:
-        return RING_FILL if self.session.ring_fill else RING_CONTOUR
+        return RING_FILL if self.workspace.ring_fill else RING_CONTOUR
 
     def layer(self, image: Any, method: str) -> Any:
         """The band layer of ``method`` for ``image`` (None when there is none)."""
@@ -66,15 +66,15 @@ class BandLayers:
     def _analysis_for(self, key: Hashable, method: str) -> an.ImageAnalysis | None:
         """The analysis whose bands ``key``'s layer of ``method`` shows: the running one while
         it has bands or a preview of that method, else the finished one."""
-        run = self.session.run
+        run = self.workspace.run
         if run is not None and layer_key(run.image) == key:
             if method in run.analysis.bands or method in run.analysis.preview:
                 return run.analysis
-        return self.session.analysis(key)
+        return self.workspace.analysis(key)
 
     # ------------------------------------------------------------------ showing
     def _view(self, image: Any, analysis: an.ImageAnalysis, method: str) -> Any:
-        squeeze, ring, alpha = image.ndim == 2, self.ring_mode, self.session.alpha
+        squeeze, ring, alpha = image.ndim == 2, self.ring_mode, self.workspace.alpha
         if method in analysis.bands:
             bands = analysis.bands[method]
             return BandsView(bands, alpha, squeeze, self._level_cache, ring=ring)
@@ -89,7 +89,7 @@ class BandLayers:
         lid = layer_key(image)
         self.images[lid] = image
         data = self._view(image, analysis, method)
-        meta = band_metadata(image, method, data.bands, self.session.alpha, kind="bands")
+        meta = band_metadata(image, method, data.bands, self.workspace.alpha, kind="bands")
         layer = self._layers.get((lid, method))
         if layer is None or layer not in self.viewer.layers:
             solid = solid_ring(self.ring_mode, self.viewer.dims.ndisplay)
@@ -107,7 +107,7 @@ class BandLayers:
 
         In 3D the labels layers that hide behind a code volume are left alone (they are
         brought up to date when the view returns to 2D); the volumes get a new colormap."""
-        alpha, three_d = self.session.alpha, self.viewer.dims.ndisplay == 3
+        alpha, three_d = self.workspace.alpha, self.viewer.dims.ndisplay == 3
         self.volumes.set_alpha(alpha)
         for (lid, method), layer in list(self._layers.items()):
             if three_d and self.volumes.layer((lid, method)) is not None:
@@ -152,20 +152,20 @@ class BandLayers:
     def sync_volumes(self) -> None:
         """3D: each finished method's bands as a code volume (one upload); 2D: labels."""
         entries = {}
-        run = self.session.run
+        run = self.workspace.run
         for (lid, method), layer in self._layers.items():
-            image, analysis = self.images.get(lid), self.session.analysis(lid)
+            image, analysis = self.images.get(lid), self.workspace.analysis(lid)
             if image is None or layer not in self.viewer.layers:
                 continue
             running = run is not None and same_layer(run.image, image)
             bands = None if running or analysis is None else analysis.bands.get(method)
             entries[(lid, method)] = (layer, bands, method, image)
         three_d = self.viewer.dims.ndisplay == 3
-        self.volumes.sync(entries, self.session.alpha, three_d, self._add_volume_layer)
+        self.volumes.sync(entries, self.workspace.alpha, three_d, self._add_volume_layer)
 
     def _add_volume_layer(self, codes: BandCodes, method: str, image: Any, key: Any) -> Any:
-        alpha = self.session.alpha
-        bands = self.session.analysis(key[0]).bands[method]
+        alpha = self.workspace.alpha
+        bands = self.workspace.analysis(key[0]).bands[method]
         step = self.volumes.step_of(alpha)
         name = f"napari-consign {method} step {step} #{id(codes)}"
         return self.viewer.add_image(
@@ -179,7 +179,7 @@ class BandLayers:
     def prepare_volumes(self) -> None:
         """Compute the 3D code volumes in a worker now (2D), so the first 3D frame only
         uploads them."""
-        analyses = self.session.analyses().values()
+        analyses = self.workspace.analyses().values()
         bands = [b for analysis in analyses for b in analysis.bands.values()]
         self.volumes.drop_prepared(bands)
         if not bands or (self.prep_job is not None and self.prep_job.running):
@@ -220,6 +220,6 @@ class BandLayers:
                 self.volumes.remove(key)
         lid = layer_key(layer)
         if self.images.pop(lid, None) is not None:
-            self.session.forget(lid)
+            self.workspace.forget(lid)
             for key in [k for k in self._layers if k[0] == lid]:
                 self._layers.pop(key, None)

@@ -2,9 +2,9 @@
 
 ``ConsignWidget(viewer)`` is the npe2 widget contribution ("Conformal uncertainty"). It holds
 no state of its own beyond the worker: the choices, the run and every scan's analysis live in a
-Qt-free :class:`~napari_consign.session.Session`, shown and edited by small panels
+Qt-free :class:`~napari_consign.workspace.Workspace`, shown and edited by small panels
 (:mod:`.panels`: scan and methods, model and calibration, run, alpha and guarantee, numbers,
-compare, export). The widget wires the session to the viewer:
+compare, export). The widget wires the workspace to the viewer:
 
 * **Run** starts :func:`napari_consign.analysis.run_analysis` off the GUI thread
   (:mod:`._workers`); the slice on screen is sampled first and its bands appear at once, the
@@ -36,7 +36,7 @@ from qtpy.QtWidgets import QComboBox, QGroupBox, QScrollArea, QVBoxLayout, QWidg
 
 from .. import analysis as an
 from ..radiological import keep_radiological
-from ..session import Session, check_image
+from ..workspace import Workspace, check_image
 from . import exports
 from ._workers import Job
 from .band_layers import BandLayers
@@ -84,19 +84,19 @@ class ConsignWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session = Session()
+        self.workspace = Workspace()
         self.compare = CompareView(viewer)
-        self.bands = BandLayers(viewer, self.session, self.compare, self)
+        self.bands = BandLayers(viewer, self.workspace, self.compare, self)
         self.volumes = self.bands.volumes
         self.runner = Runner(
             viewer,
-            self.session,
+            self.workspace,
             self.bands,
             on_checked=lambda check: self.alpha_panel.show_caveat(check),
             on_done=self._on_image_changed,
         )
         self._build()
-        events = self.session.events
+        events = self.workspace.events
         events.image.connect(self._on_image_changed)
         events.truth.connect(lambda *_: self.numbers_box.schedule(now=True))
         events.methods.connect(self.refresh_texts)
@@ -126,12 +126,12 @@ class ConsignWidget(QWidget):
         body = QWidget()
         self.scroll.setWidget(body)
         outer.addWidget(self.scroll)
-        session = self.session
-        self.scan_panel = ScanPanel(self.viewer, session)
-        self.settings = SettingsPanel(session)
-        self.run_panel = RunPanel(session, on_run=self.run, on_cancel=self.cancel)
+        workspace = self.workspace
+        self.scan_panel = ScanPanel(self.viewer, workspace)
+        self.settings = SettingsPanel(workspace)
+        self.run_panel = RunPanel(workspace, on_run=self.run, on_cancel=self.cancel)
         self.alpha_panel = AlphaPanel(
-            session, on_release=lambda: self.numbers_box.schedule(now=True)
+            workspace, on_release=lambda: self.numbers_box.schedule(now=True)
         )
         self.numbers_box = NumbersPanel(self)
         self.compare_panel, self.export_panel = ComparePanel(self), ExportPanel(self)
@@ -163,21 +163,21 @@ class ConsignWidget(QWidget):
     # ================================================================== choices
     def set_model_files(self, paths: list[str | Path] | tuple = ()) -> None:
         """Use these model files (none: the bundled UNet; several: an ensemble)."""
-        self.session.set_model_files(paths)
+        self.workspace.set_model_files(paths)
 
     def set_calibration(self, kind: str, **choice: Any) -> None:
-        """Choose where calibrations come from (see :meth:`Session.set_calibration`)."""
-        self.session.set_calibration(kind, **choice)
+        """Choose where calibrations come from (see :meth:`Workspace.set_calibration`)."""
+        self.workspace.set_calibration(kind, **choice)
 
     def available_methods(self) -> dict[str, str]:
-        return self.session.available_methods()
+        return self.workspace.available_methods()
 
     def set_methods(self, methods: list[str] | tuple[str, ...]) -> None:
         """Tick exactly these methods."""
-        self.session.set_methods(methods)
+        self.workspace.set_methods(methods)
 
     def selected_methods(self) -> list[str]:
-        return self.session.selected_methods()
+        return self.workspace.selected_methods()
 
     def image_layer(self) -> Any:
         """The image layer chosen in the widget (None if there is none)."""
@@ -200,7 +200,7 @@ class ConsignWidget(QWidget):
     def analysis(self, image_layer: Any = None) -> an.ImageAnalysis | None:
         """The finished analysis of ``image_layer`` (default: the chosen image)."""
         image = image_layer if image_layer is not None else self.image_layer()
-        return None if image is None else self.session.analysis(layer_key(image))
+        return None if image is None else self.workspace.analysis(layer_key(image))
 
     # ================================================================== layer list
     def _on_layers_changed(self, *_: Any) -> None:
@@ -257,7 +257,7 @@ class ConsignWidget(QWidget):
 
     def show_analysis(self, image: Any, analysis: an.ImageAnalysis) -> None:
         """Keep ``analysis`` as ``image``'s and show its bands, as a finished run does."""
-        self.session.store(layer_key(image), analysis)
+        self.workspace.store(layer_key(image), analysis)
         for method in analysis.bands:
             self.bands.show(image, analysis, method)
         self.bands.prepare_volumes()
@@ -266,11 +266,11 @@ class ConsignWidget(QWidget):
     # ================================================================== alpha, 2D/3D
     @property
     def alpha(self) -> float:
-        return self.session.alpha
+        return self.workspace.alpha
 
     def set_alpha(self, alpha: float) -> float:
         """Move the slider to ``alpha`` (snapped to 0.01) and update every band layer now."""
-        value = self.session.set_alpha(alpha)
+        value = self.workspace.set_alpha(alpha)
         self.numbers_box.schedule(now=True)
         return value
 
@@ -287,11 +287,11 @@ class ConsignWidget(QWidget):
         """The guarantee of each shown method at alpha, the scan's caveat and the legend."""
         image = self.image_layer()
         key = None if image is None else layer_key(image)
-        analysis = self.session.analysis(key)
+        analysis = self.workspace.analysis(key)
         layer = self.compare.disagreement
         pair = None if layer is None else layer.metadata.get("napari_consign_pair")
-        methods = self.session.shown_methods(key)
-        self.alpha_panel.show_texts(self.session.guarantee_lines(key), legend_html(methods, pair))
+        methods = self.workspace.shown_methods(key)
+        self.alpha_panel.show_texts(self.workspace.guarantee_lines(key), legend_html(methods, pair))
         self.alpha_panel.show_caveat(None if analysis is None else analysis.scan_check)
 
     @property
@@ -303,7 +303,7 @@ class ConsignWidget(QWidget):
         """Draw the ring as the outer band's contour (``"contour"``) or filled (``"fill"``)."""
         if mode not in (RING_CONTOUR, RING_FILL):
             raise ValueError(f"ring mode must be {RING_CONTOUR!r} or {RING_FILL!r}")
-        self.session.ring_fill = mode == RING_FILL
+        self.workspace.ring_fill = mode == RING_FILL
 
     def _on_ring_mode(self, *_: Any) -> None:
         self._on_ndisplay()

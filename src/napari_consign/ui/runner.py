@@ -1,9 +1,9 @@
 """One analysis at a time, off the GUI thread: start, follow, cancel, roll back.
 
-:class:`Runner` checks that a scan and the session's choices can run, starts
+:class:`Runner` checks that a scan and the workspace's choices can run, starts
 :func:`napari_consign.analysis.run_analysis` through :mod:`._workers`, feeds its events to the
-session's :class:`~napari_consign.session.RunState` and to the band layers (the preview slice
-first, then each method's volume), and stores the finished analysis in the session. A
+workspace's :class:`~napari_consign.workspace.RunState` and to the band layers (the preview slice
+first, then each method's volume), and stores the finished analysis in the workspace. A
 cancelled or failed run, or one whose scan was removed, leaves nothing half-added: the layers
 it added are removed and those it previewed into get their previous bands back.
 """
@@ -21,7 +21,7 @@ from .. import analysis as an
 from .._sample_data import CASE_STACK_KEY
 from ..guarantee_text import method_label
 from ..io.napari_layers import MODALITY_KEY
-from ..session import RunState, Session, check_image
+from ..workspace import RunState, Workspace, check_image
 from ._workers import Job, start_job
 from .band_layers import BandLayers
 from .layers import layer_key, same_layer, spacing_of
@@ -66,19 +66,19 @@ def scan_input(viewer: Any, layer: Any) -> tuple[np.ndarray, int, tuple[float, .
 
 
 class Runner:
-    """Runs the session's analysis of one scan; ``on_checked(check)`` shows the scan check
+    """Runs the workspace's analysis of one scan; ``on_checked(check)`` shows the scan check
     as soon as it comes, ``on_done()`` refreshes the views once a run has stored its result."""
 
     def __init__(
         self,
         viewer: Any,
-        session: Session,
+        workspace: Workspace,
         bands: BandLayers,
         on_checked: Callable[[Any], None],
         on_done: Callable[[], None],
     ) -> None:
         self.viewer = viewer
-        self.session = session
+        self.workspace = workspace
         self.bands = bands
         self.on_checked = on_checked
         self.on_done = on_done
@@ -92,7 +92,7 @@ class Runner:
 
     def fail(self, message: str) -> None:
         """Show why something was refused or failed (status line and a notification)."""
-        self.session.fail(message)
+        self.workspace.fail(message)
         notify("error", message)
 
     def start(
@@ -105,24 +105,24 @@ class Runner:
             return None
         problem = check_image(layer)
         if not problem and methods is not None:
-            self.session.set_methods(methods)
-        problem = problem or self.session.run_problem()
+            self.workspace.set_methods(methods)
+        problem = problem or self.workspace.run_problem()
         if problem:
             self.fail(problem)
             return None
-        session = self.session
-        wanted = session.selected_methods()
-        model, cal = session.model_spec(), session.calibration_spec()
+        workspace = self.workspace
+        wanted = workspace.selected_methods()
+        model, cal = workspace.model_spec(), workspace.calibration_spec()
         volume, z, spacing = scan_input(self.viewer, layer)
         lid = layer_key(layer)
         self.bands.images[lid] = layer
-        session.run = RunState(
+        workspace.run = RunState(
             image=layer,
             analysis=an.ImageAnalysis(shape=tuple(volume.shape), spacing_zyx=spacing),
-            previous=session.analysis(lid),
+            previous=workspace.analysis(lid),
             started=time.perf_counter(),
         )
-        session.last_error = ""
+        workspace.last_error = ""
         caches = {"method_cache": self._method_cache, "sampler_cache": self._sampler_cache}
         modality = layer.metadata.get(MODALITY_KEY) or None
 
@@ -156,12 +156,12 @@ class Runner:
     def cancel(self) -> None:
         """Stop the running analysis at its next step; nothing half-made is kept."""
         if self.job is not None and self.job.running:
-            self.session.status = "cancelling…"
+            self.workspace.status = "cancelling…"
             self.job.cancel()
 
     def layer_removed(self, layer: Any) -> None:
         """``layer`` left the viewer: if it is the scan being analysed, cancel the run."""
-        run = self.session.run
+        run = self.workspace.run
         if run is not None and same_layer(layer, run.image) and self.busy:
             run.source_removed = True
             self.bands.rollback(run)
@@ -173,23 +173,23 @@ class Runner:
             self.cancel()
 
     def _set_busy(self, busy: bool, text: str = "") -> None:
-        self.session.busy = busy
+        self.workspace.busy = busy
         if busy:
-            self.session.progress = (0, 0)
+            self.workspace.progress = (0, 0)
         if text:
-            self.session.status = text
+            self.workspace.status = text
 
     # ------------------------------------------------------------------ run events
     def on_event(self, ev: Any) -> None:
         """One event of the running analysis (on the GUI thread)."""
-        run = self.session.run
+        run = self.workspace.run
         if run is None:
             return
         if isinstance(ev, an.Progress):
             known = ev.total > 0 and ev.stage in COUNTED_STAGES
-            self.session.progress = (ev.done, ev.total) if known else (0, 0)
+            self.workspace.progress = (ev.done, ev.total) if known else (0, 0)
             if ev.text:
-                self.session.status = ev.text
+                self.workspace.status = ev.text
             return
         if run.source_removed or run.image not in self.viewer.layers:
             return
@@ -208,7 +208,7 @@ class Runner:
             notify("warning", f"{method_label(ev.method)}: {ev.message}")
 
     def _on_return(self, result: an.AnalysisResult) -> None:
-        run = self.session.run
+        run = self.workspace.run
         if run is None:
             return
         if run.source_removed or run.image not in self.viewer.layers:
@@ -216,37 +216,37 @@ class Runner:
             return
         run.analysis.finish(result)
         lid = layer_key(run.image)
-        self.session.store(lid, run.analysis)
+        self.workspace.store(lid, run.analysis)
         failed = [m for m in run.created if m not in run.analysis.bands]  # preview, then failed
         self.bands.remove([(lid, m) for m in failed])
         for method in run.analysis.bands:
             self.bands.show(run.image, run.analysis, method, run)
         took = time.perf_counter() - run.started
         done = ", ".join(method_label(m) for m in run.analysis.bands) or "no method"
-        self.session.status = f"done in {took:.1f} s: {done}"
+        self.workspace.status = f"done in {took:.1f} s: {done}"
         if not run.analysis.bands:
             notify("error", "No method could make bands for this scan (see the warnings).")
         self.on_done()
 
     def _on_error(self, exc: BaseException) -> None:
-        run = self.session.run
+        run = self.workspace.run
         if run is not None:
             self.bands.rollback(run)
         log.debug("napari-consign run failed", exc_info=exc)
         self.fail(f"The run failed: {reason(exc)}")
 
     def _on_abort(self) -> None:
-        run = self.session.run
+        run = self.workspace.run
         if run is not None:
             self.bands.rollback(run)
         if run is None or not run.source_removed:
             notify("info", "Run cancelled: nothing was added.")
-        self.session.status = "cancelled"
+        self.workspace.status = "cancelled"
 
     def _on_finish(self) -> None:
         self._set_busy(False)
-        self.session.progress = (1 if self.session.status.startswith("done") else 0, 1)
-        self.session.run = None
+        self.workspace.progress = (1 if self.workspace.status.startswith("done") else 0, 1)
+        self.workspace.run = None
         self.job = None
         self.bands.sync_volumes()  # 3D: the finished methods' code volumes
         self.bands.prepare_volumes()

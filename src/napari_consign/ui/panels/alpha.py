@@ -1,7 +1,7 @@
 """Error level alpha: the slider, the guarantee in plain words, the scan's caveat, the legend
 and the ring's drawing mode.
 
-The slider edits ``session.alpha`` (0.01..0.50 in 0.01 steps) and follows it back; the texts
+The slider edits ``workspace.alpha`` (0.01..0.50 in 0.01 steps) and follows it back; the texts
 are set by the widget, which knows the scan, its analysis and the compared pair.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from ...session import ALPHA_STEPS, Session
+from ...workspace import ALPHA_STEPS, Workspace
 
 CAUTION_STYLE = "color: #e69f00; font-weight: bold;"
 
@@ -30,17 +30,17 @@ class AlphaPanel(QGroupBox):
     """Alpha slider with its value, guarantee, caveat, legend and ring-fill check box."""
 
     def __init__(
-        self, session: Session, on_release: Callable[[], Any], parent: QWidget | None = None
+        self, workspace: Workspace, on_release: Callable[[], Any], parent: QWidget | None = None
     ) -> None:
         super().__init__("Error level α", parent)
-        self.session = session
+        self.workspace = workspace
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
         self.alpha_slider = QSlider(Qt.Orientation.Horizontal)
         self.alpha_slider.setRange(1, ALPHA_STEPS)
-        self.alpha_slider.setValue(round(session.alpha * 100))
+        self.alpha_slider.setValue(round(workspace.alpha * 100))
         self.alpha_slider.setTracking(True)
-        self.alpha_slider.valueChanged.connect(lambda v: session.set_alpha(v / 100))
+        self.alpha_slider.valueChanged.connect(lambda v: workspace.set_alpha(v / 100))
         self.alpha_slider.sliderReleased.connect(lambda: on_release())
         self.alpha_label = QLabel("")
         self.alpha_label.setMinimumWidth(70)
@@ -57,12 +57,12 @@ class AlphaPanel(QGroupBox):
             "off: the outer band is drawn as its boundary over the filled inner band; "
             "on: the ring (outer minus inner) is filled. 3D always shows filled volumes."
         )
-        self.ring_fill_box.toggled.connect(lambda on: setattr(session, "ring_fill", bool(on)))
-        session.events.ring_fill.connect(lambda on: self.ring_fill_box.setChecked(on))
+        self.ring_fill_box.toggled.connect(lambda on: setattr(workspace, "ring_fill", bool(on)))
+        workspace.events.ring_fill.connect(lambda on: self.ring_fill_box.setChecked(on))
         for w in (self.guarantee_label, self.caveat_label, self.legend_label, self.ring_fill_box):
             lay.addWidget(w)
-        session.events.alpha.connect(self._show_alpha)
-        self._show_alpha(session.alpha)
+        workspace.events.alpha.connect(self._show_alpha)
+        self._show_alpha(workspace.alpha)
 
     def _show_alpha(self, alpha: float, *_: Any) -> None:
         self.alpha_slider.blockSignals(True)

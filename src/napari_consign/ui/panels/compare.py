@@ -17,7 +17,7 @@ class Host(Protocol):
     """What the compare and export panels need from the dock widget."""
 
     viewer: Any
-    session: Any
+    workspace: Any
     compare: Any
     bands: Any
     alpha: float
@@ -160,7 +160,7 @@ class ComparePanel(QWidget):
         if not pair:
             return
         alpha = self.host.alpha
-        for key, analysis in self.host.session.analyses().items():
+        for key, analysis in self.host.workspace.analyses().items():
             image = self.host.bands.images.get(key)
             if all(m in analysis.bands for m in pair) and image is not None:
                 if image.name in layer.name:

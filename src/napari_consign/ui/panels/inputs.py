@@ -3,7 +3,7 @@
 The pickers are magicgui ``ComboBox`` es whose choices are the viewer's image (labels) layers,
 minus the plugin's own, each keyed by ``layer.unique_id``; :meth:`ScanPanel.reset_choices`
 re-reads the layer list (the widget calls it on the list's events). The chosen keys live in
-``session.image`` and ``session.truth``; the ticked methods in ``session.methods``.
+``workspace.image`` and ``workspace.truth``; the ticked methods in ``workspace.methods``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QGridLayout, QGroupBox, QWidg
 
 from ... import analysis as an
 from ...guarantee_text import guarantee, method_label
-from ...session import Session
+from ...workspace import Workspace
 from ..layers import is_plugin_layer, layer_key
 
 NO_TRUTH = "(none)"
@@ -32,10 +32,10 @@ class _TruthPicker(ComboBox):
 class ScanPanel(QGroupBox):
     """The scan to analyse, its optional ground truth, and the methods to run."""
 
-    def __init__(self, viewer: Any, session: Session, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: Any, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__("Scan and methods", parent)
         self.viewer = viewer
-        self.session = session
+        self.workspace = workspace
         form = QFormLayout(self)
         self.image_picker = ComboBox(choices=lambda _w: self._choices("Image"))
         self.image_picker.tooltip = "the image layer to analyse (2D or 3D, one channel)"
@@ -55,10 +55,10 @@ class ScanPanel(QGroupBox):
             grid.addWidget(cb, i // 3, i % 3)
         grid.setHorizontalSpacing(6)
         form.addRow(grid)  # full width: no label column beside the check boxes
-        session.events.methods.connect(self._show_methods)
-        session.events.availability.connect(self._show_availability)
-        session.events.image.connect(lambda key: self._pick(self.image_picker, key))
-        session.events.truth.connect(lambda key: self._pick(self.truth_picker, key))
+        workspace.events.methods.connect(self._show_methods)
+        workspace.events.availability.connect(self._show_availability)
+        workspace.events.image.connect(lambda key: self._pick(self.image_picker, key))
+        workspace.events.truth.connect(lambda key: self._pick(self.truth_picker, key))
         self._show_availability()
         self._show_methods()
 
@@ -80,8 +80,8 @@ class ScanPanel(QGroupBox):
         self.image_picker.reset_choices()
         self.truth_picker.reset_choices()
         # magicgui emits only when the current choice went away: follow it in any case
-        self.session.image = self.image_picker.value
-        self.session.truth = self.truth_picker.value
+        self.workspace.image = self.image_picker.value
+        self.workspace.truth = self.truth_picker.value
         if self.truth_picker.value is None:
             guess = self.guess_truth()
             if guess is not None:
@@ -95,19 +95,19 @@ class ScanPanel(QGroupBox):
 
     def image_layer(self) -> Any:
         """The chosen image layer (None if there is none)."""
-        layer = self.find(self.session.image)
+        layer = self.find(self.workspace.image)
         if layer is None and self.layers("Image"):  # e.g. removed: pick again
             self.reset_choices()
-            layer = self.find(self.session.image)
+            layer = self.find(self.workspace.image)
         return layer
 
     def truth_layer(self) -> Any:
-        return self.find(self.session.truth)
+        return self.find(self.workspace.truth)
 
     def guess_truth(self) -> Any:
         """A labels layer that is evidently the chosen image's ground truth: the same shape and
         named as one (``truth``, ``mask``, ``label``, ``lesion``, ``seg``), else None."""
-        image = self.find(self.session.image)
+        image = self.find(self.workspace.image)
         if image is None:
             return None
         for layer in self.layers("Labels"):
@@ -131,23 +131,23 @@ class ScanPanel(QGroupBox):
             picker.value = key
 
     def _on_image_picked(self, key: Any) -> None:
-        self.session.image = key
+        self.workspace.image = key
 
     def _on_truth_picked(self, key: Any) -> None:
-        self.session.truth = key
+        self.workspace.truth = key
 
     # ------------------------------------------------------------------ methods
     def _on_ticked(self, *_: Any) -> None:
-        self.session.set_methods(m for m, cb in self.method_boxes.items() if cb.isChecked())
+        self.workspace.set_methods(m for m, cb in self.method_boxes.items() if cb.isChecked())
 
     def _show_methods(self, *_: Any) -> None:
         for m, cb in self.method_boxes.items():
             cb.blockSignals(True)
-            cb.setChecked(m in self.session.methods)
+            cb.setChecked(m in self.workspace.methods)
             cb.blockSignals(False)
 
     def _show_availability(self, *_: Any) -> None:
         for m, cb in self.method_boxes.items():
-            why = self.session.availability.get(m, "")
+            why = self.workspace.availability.get(m, "")
             cb.setEnabled(not why)
-            cb.setToolTip(why or guarantee(m, self.session.alpha))
+            cb.setToolTip(why or guarantee(m, self.workspace.alpha))

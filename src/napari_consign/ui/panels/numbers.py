@@ -46,7 +46,7 @@ class NumbersPanel(QGroupBox):
 
     def __init__(self, host: Host, parent: QWidget | None = None) -> None:
         super().__init__(NUMBERS_TITLE[True], parent)
-        self.host = host  # the dock widget: the chosen scan, truth, analysis and session
+        self.host = host  # the dock widget: the chosen scan, truth, analysis and workspace
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(NUMBERS_DELAY_MS)
@@ -78,7 +78,7 @@ class NumbersPanel(QGroupBox):
             return None
         arr = np.asarray(truth.data)
         if arr.shape != tuple(image.data.shape):
-            self.host.session.status = (
+            self.host.workspace.status = (
                 f"ground truth '{truth.name}' has shape {arr.shape}, the scan "
                 f"{tuple(image.data.shape)}: TPR not shown"
             )
@@ -91,7 +91,7 @@ class NumbersPanel(QGroupBox):
         image = image if image is not None else self.host.image_layer()
         if self.host.analysis(image) is None:
             return {}
-        return self.host.session.numbers(layer_key(image), self.truth_array(image))
+        return self.host.workspace.numbers(layer_key(image), self.truth_array(image))
 
     def update_rows(self) -> None:
         rows = self.numbers()

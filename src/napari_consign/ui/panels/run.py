@@ -1,7 +1,7 @@
 """Run: the Run and Cancel buttons, the progress bar and the status line.
 
-It shows ``session.busy``, ``session.progress`` (``total == 0``: a busy bar) and
-``session.status``; the buttons call back into the widget, which owns the worker.
+It shows ``workspace.busy``, ``workspace.progress`` (``total == 0``: a busy bar) and
+``workspace.status``; the buttons call back into the widget, which owns the worker.
 """
 
 from __future__ import annotations
@@ -11,21 +11,21 @@ from typing import Any
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ...session import Session
+from ...workspace import Workspace
 
 
 class RunPanel(QWidget):
-    """Run / Cancel, progress and status of the session's run."""
+    """Run / Cancel, progress and status of the workspace's run."""
 
     def __init__(
         self,
-        session: Session,
+        workspace: Workspace,
         on_run: Callable[[], Any],
         on_cancel: Callable[[], Any],
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.session = session
+        self.workspace = workspace
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
@@ -44,9 +44,9 @@ class RunPanel(QWidget):
         self.status.setWordWrap(True)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
-        session.events.busy.connect(self._show_busy)
-        session.events.progress.connect(self._show_progress)
-        session.events.status.connect(lambda text: self.status.setText(text))
+        workspace.events.busy.connect(self._show_busy)
+        workspace.events.progress.connect(self._show_progress)
+        workspace.events.status.connect(lambda text: self.status.setText(text))
 
     def _show_busy(self, busy: bool) -> None:
         self.run_button.setEnabled(not busy)

@@ -10,11 +10,11 @@ import pytest
 
 from napari_consign import analysis as an
 from napari_consign.conformal.bands import Bands
-from napari_consign.session import (
+from napari_consign.workspace import (
     ALPHA_STEPS,
     DEFAULT_ALPHA,
     RunState,
-    Session,
+    Workspace,
     check_image,
     snap_alpha,
 )
@@ -30,9 +30,9 @@ def _shipped(method: str):
     return an.bundled_bundle_path(method)
 
 
-def test_importing_the_session_loads_neither_qt_nor_napari():
+def test_importing_the_workspace_loads_neither_qt_nor_napari():
     code = (
-        "import sys, napari_consign.session; "
+        "import sys, napari_consign.workspace; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari', 'magicgui', 'superqt')]; "
         "print(bad); sys.exit(1 if bad else 0)"
@@ -42,7 +42,7 @@ def test_importing_the_session_loads_neither_qt_nor_napari():
 
 
 def test_defaults_tick_crc_and_coat_and_follow_the_shipped_bundles():
-    s = Session()
+    s = Workspace()
     assert s.methods == ("crc", "coat")
     assert s.selected_methods() == ["crc", "coat"]
     assert s.alpha == DEFAULT_ALPHA
@@ -51,7 +51,7 @@ def test_defaults_tick_crc_and_coat_and_follow_the_shipped_bundles():
 
 
 def test_alpha_snaps_to_the_slider_grid_and_always_emits():
-    s = Session()
+    s = Workspace()
     seen = _record(s.events.alpha)
     assert s.set_alpha(0.234) == 0.23
     assert s.set_alpha(0.0) == 0.01
@@ -64,7 +64,7 @@ def test_alpha_snaps_to_the_slider_grid_and_always_emits():
 def test_bundle_files_allow_exactly_the_methods_they_hold(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a bundle")
-    s = Session()
+    s = Workspace()
     availability = _record(s.events.availability)
     methods = _record(s.events.methods)
     s.set_calibration("files", files=[_shipped("consign"), junk])
@@ -80,7 +80,7 @@ def test_bundle_files_allow_exactly_the_methods_they_hold(tmp_path):
 
 
 def test_a_ticked_method_that_cannot_run_is_not_selected():
-    s = Session()
+    s = Workspace()
     s.set_calibration("given", methods={"crc": object()})
     assert s.selected_methods() == ["crc"]
     s.set_methods(["crc", "consign"])  # consign is greyed: ticked, never run
@@ -89,7 +89,7 @@ def test_a_ticked_method_that_cannot_run_is_not_selected():
 
 
 def test_run_problems_say_what_to_do():
-    s = Session()
+    s = Workspace()
     assert s.run_problem() == ""
     s.set_methods([])
     assert "Tick at least one method" in s.run_problem()
@@ -110,7 +110,7 @@ def test_run_problems_say_what_to_do():
 
 
 def test_specs_carry_the_choices(tmp_path):
-    s = Session()
+    s = Workspace()
     s.n_samples, s.device, s.mode, s.max_cases = 4, "cpu", "tta", 33
     model = s.model_spec()
     assert (model.paths, model.n_samples, model.device, model.mode) == ((), 4, "cpu", "tta")
@@ -143,7 +143,7 @@ def _analysis() -> an.ImageAnalysis:
 
 
 def test_results_are_kept_per_scan_key_and_emit():
-    s = Session()
+    s = Workspace()
     seen = _record(s.results_changed)
     analysis = _analysis()
     s.store("scan-a", analysis)
@@ -163,7 +163,7 @@ def test_results_are_kept_per_scan_key_and_emit():
 
 
 def test_guarantee_lines_say_where_a_method_snapped():
-    s = Session()
+    s = Workspace()
     s.store("k", _analysis())
     s.set_alpha(0.13)  # the bands' grid holds 0.1 and 0.2 only
     [line] = s.guarantee_lines("k")
@@ -175,7 +175,7 @@ def test_guarantee_lines_say_where_a_method_snapped():
 
 
 def test_run_state_and_status_are_evented():
-    s = Session()
+    s = Workspace()
     runs, statuses = _record(s.events.run), _record(s.events.status)
     run = RunState(image=object(), analysis=_analysis())
     s.run = run

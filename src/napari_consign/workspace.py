@@ -1,11 +1,11 @@
 """The dock widget's state, Qt-free and evented: what the user chose and what each scan gave.
 
-:class:`Session` is the model the widget's panels show and edit (as napari-animation keeps its
+:class:`Workspace` is the model the widget's panels show and edit (as napari-animation keeps its
 ``Animation`` model outside its Qt code): the chosen scan and ground truth (layer keys, opaque
 here), the ticked methods and why the others cannot run, alpha, model and calibration choices,
 the run's status and progress, and one :class:`~napari_consign.analysis.ImageAnalysis` per
-analysed scan. Every field emits on change through ``session.events.<field>`` (a psygnal
-evented dataclass); per-scan results emit :attr:`Session.results_changed`. Nothing here
+analysed scan. Every field emits on change through ``workspace.events.<field>`` (a psygnal
+evented dataclass); per-scan results emit :attr:`Workspace.results_changed`. Nothing here
 imports Qt or napari, so the choices' rules are tested without a viewer.
 """
 
@@ -102,7 +102,7 @@ class RunState:
 
 @evented
 @dataclass(eq=False)
-class Session:
+class Workspace:
     """The widget's choices, run state and per-scan results (see the module docstring).
 
     ``image`` and ``truth`` are layer keys (``layer.unique_id`` in the widget); ``progress``
