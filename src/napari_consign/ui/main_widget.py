@@ -1,7 +1,7 @@
 """The dock widget: pick a scan, a model, a calibration and methods; run; explore the bands.
 
-``ConsignWidget(viewer)`` is the npe2 widget contribution ("Conformal uncertainty"). It holds
-no state of its own beyond the worker: the choices, the run and every scan's analysis live in a
+``ConsignWidget(viewer)`` is the npe2 widget contribution ("Conformal uncertainty"). It keeps
+no choices or results itself: they, the run and every scan's analysis live in a
 Qt-free :class:`~napari_consign.workspace.Workspace`, shown and edited by small panels
 (:mod:`.panels`: scan and methods, model and calibration, run, alpha and guarantee, numbers,
 compare, export). The widget wires the workspace to the viewer:
@@ -23,7 +23,8 @@ Methods meant for tests and scripts (no dialogs): :meth:`ConsignWidget.run`,
 :meth:`~ConsignWidget.cancel`, :meth:`~ConsignWidget.set_alpha`,
 :meth:`~ConsignWidget.set_ring_mode`, :meth:`~ConsignWidget.set_compare`,
 :meth:`~ConsignWidget.set_disagreement`, :meth:`~ConsignWidget.export_bands`,
-:meth:`~ConsignWidget.add_plausible_segmentations`, :meth:`~ConsignWidget.numbers`.
+:meth:`~ConsignWidget.add_plausible_segmentations`, :meth:`~ConsignWidget.numbers`,
+:meth:`~ConsignWidget.show_analysis`; ``widget.workspace`` holds every choice.
 """
 
 from __future__ import annotations
