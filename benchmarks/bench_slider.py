@@ -124,20 +124,14 @@ def _demo_run(viewer, widget, app):
 
 def _synthetic_run(viewer, widget, size):
     from napari_consign import analysis as an
-    from napari_consign.ui.layers import layer_key
 
     shape = SIZES[size]
     prob = synthetic_map(shape, seed=len(size))
     image = viewer.add_image(prob, name=f"scan {size}", colormap="gray")
     bands = two_methods(prob)
-    key = layer_key(image)
     analysis = an.ImageAnalysis(shape=shape, spacing_zyx=(1.0, 1.0, 1.0))
     analysis.bands.update(bands)
-    widget._images[key] = image
-    widget._analyses[key] = analysis
-    for method in bands:
-        widget._show_method(image, analysis, method)
-    widget._prepare_volumes()
+    widget.show_analysis(image, analysis)
     return image, bands
 
 
