@@ -17,7 +17,7 @@ from napari_consign.cases import find_case_pairs
 from napari_consign.conformal.errors import Cancelled, ConformalInputError
 from napari_consign.conformal.method import ScanStats
 from napari_consign.guarantee_text import guarantee, method_label, short_guarantee
-from napari_consign.ui.layers import BandsView, DisagreementView, PreviewView
+from napari_consign.ui.band_views import BandsView, DisagreementView, PreviewView
 
 N_S = 4
 

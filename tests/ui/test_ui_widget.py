@@ -20,11 +20,10 @@ from ui_helpers import (
 
 from napari_consign.analysis import METHOD_NAMES
 from napari_consign.io import GEOMETRY_KEY
+from napari_consign.ui.band_views import BandsView, PreviewView
 from napari_consign.ui.layers import (
     ORANGE,
     RING_ALPHA,
-    BandsView,
-    PreviewView,
     layer_key,
     same_layer,
 )

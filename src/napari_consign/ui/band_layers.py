@@ -15,18 +15,14 @@ from typing import Any
 from .. import analysis as an
 from ..workspace import SLIDER_ALPHAS, RunState, Workspace
 from ._workers import Job, start_job
+from .band_views import RING_CONTOUR, RING_FILL, BandsView, PreviewView, _LevelCache
 from .band_volume import BandCodes, VolumeBands, step_colormap, volume_layer_kwargs
 from .gl_safety import remove_layers
+from .layer_geometry import data_to_world_matrix
 from .layers import (
-    RING_CONTOUR,
-    RING_FILL,
-    BandsView,
-    PreviewView,
-    _LevelCache,
     add_band_layer,
     band_layer_name,
     band_metadata,
-    data_to_world_matrix,
     layer_key,
     same_layer,
     solid_ring,

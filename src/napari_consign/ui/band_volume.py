@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .layers import INNER, RING, method_colours
+from .band_views import INNER, RING
+from .layers import method_colours
 
 MAX_CODES = 256  # vispy samples colormaps through a 1024-texel lookup texture: 4 texels a code
 MAX_PATTERN_LEVELS = 10  # mask-stack bands: 3 ** 10 patterns still fit one uint16 key

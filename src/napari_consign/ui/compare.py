@@ -22,14 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .band_views import DisagreementView
+from .layer_geometry import transform_kwargs
 from .layers import (
     KIND_KEY,
-    DisagreementView,
     disagreement_colormap,
     disagreement_layer_name,
     layer_key,
     same_layer,
-    transform_kwargs,
 )
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from .. import analysis as an
 from ..guarantee_text import method_label
 from ..io import Geometry, geometry_from_metadata, write_nifti
-from .layers import KIND_KEY, data_to_world_matrix, samples_layer_name, stacked_affine
+from .layer_geometry import data_to_world_matrix, stacked_affine
+from .layers import KIND_KEY, samples_layer_name
 
 #: the plausible segmentations' colour (value 1)
 PLAUSIBLE_COLOUR = (0.8, 0.475, 0.655, 1.0)

@@ -41,9 +41,10 @@ from ..workspace import Workspace, check_image
 from . import exports
 from ._workers import Job
 from .band_layers import BandLayers
+from .band_views import RING_CONTOUR, RING_FILL
 from .compare import CompareView
 from .gl_safety import guard_layer_removal
-from .layers import RING_CONTOUR, RING_FILL, layer_key, legend_html
+from .layers import layer_key, legend_html
 from .panels.alpha import AlphaPanel
 from .panels.compare import ComparePanel
 from .panels.export import ExportPanel

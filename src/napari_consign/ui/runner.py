@@ -24,7 +24,8 @@ from ..io.napari_layers import MODALITY_KEY
 from ..workspace import RunState, Workspace, check_image
 from ._workers import Job, start_job
 from .band_layers import BandLayers
-from .layers import layer_key, same_layer, spacing_of
+from .layer_geometry import spacing_of
+from .layers import layer_key, same_layer
 
 log = logging.getLogger(__name__)
 
