@@ -9,6 +9,7 @@ Imports only numpy; SimpleITK is imported when a file is read or written.
 """
 
 from .dicom import SeriesInfo
+from .dicom_volume import list_dicom_series
 from .errors import (
     ConsignIOError,
     DicomSeriesError,
@@ -26,7 +27,8 @@ from .geometry import (
     layer_kwargs,
 )
 from .nifti_writer import write_nifti
-from .volume import Volume, list_dicom_series, read_volume, volume_from_image
+from .read_scan import read_volume
+from .volume import Volume, volume_from_image
 
 __all__ = [
     "GEOMETRY_KEY",

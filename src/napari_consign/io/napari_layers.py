@@ -24,7 +24,7 @@ def layer_data_tuples(path: str | list[str], series_uid: str | None = None) -> l
 
     from .display import display_kwargs
     from .errors import ConsignIOError, GeometryWarning, UnreadableImageError, sitk_reason
-    from .volume import read_volume
+    from .read_scan import read_volume
 
     with warnings.catch_warnings(record=True) as caught, HeaderProgress() as progress:
         warnings.simplefilter("always", GeometryWarning)
