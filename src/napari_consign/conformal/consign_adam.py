@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .consign_search_settings import SearchSettings
+from .consign_search_settings import StrategyParams
 from .consign_unit_batch import UnitBatch, score_points
 
 _ADAM_BETAS = (0.9, 0.999)
@@ -25,24 +25,21 @@ def adam_search(
     lhs: torch.Tensor,
     lo: torch.Tensor,
     hi: torch.Tensor,
-    settings: SearchSettings,
-    beta: float,
-    n_classes: int,
-    budget: int,
+    params: StrategyParams,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(found (b,), witness (b, K))`` for boxes ``[lo, hi]`` ``(b, K)`` of the batch's units.
 
-    ``lhs`` ``(b, n_lhs, K)`` are the units' Latin-hypercube fractions of the box; ``budget``
-    caps the float64 elements of one temporary. Witnesses are NaN where none was found.
+    ``lhs`` ``(b, n_lhs, K)`` are the units' Latin-hypercube fractions of the box. Witnesses are
+    NaN where none was found.
     """
-    s, dev = settings, lo.device
+    s, beta, n_classes, dev = params.settings, params.beta, params.n_classes, lo.device
     width = hi - lo
     b, k = lo.shape
     n_pixels = batch.labels.shape[1]
     found = torch.zeros(b, dtype=torch.bool, device=dev)
     witness = torch.full((b, k), torch.nan, dtype=torch.float64, device=dev)
     soft_all = torch.empty(b, s.n_lhs, dtype=torch.float64, device=dev)
-    chunk = max(1, budget // max(1, b * (n_classes - 1) * n_pixels))
+    chunk = max(1, params.budget // max(1, b * (n_classes - 1) * n_pixels))
     with torch.no_grad():
         for p0 in range(0, s.n_lhs, chunk):
             c = lo[:, None, :] + lhs[:, p0 : p0 + chunk] * width[:, None, :]
@@ -56,7 +53,7 @@ def adam_search(
     if todo.numel():
         best = soft_all[todo].topk(s.n_starts, dim=1, largest=False).indices
         starts = lo[todo, None, :] + lhs[todo[:, None], best] * width[todo, None, :]
-        ok, wit = _optimise(batch.take(todo), starts, lo[todo], hi[todo], s, beta, n_classes)
+        ok, wit = _optimise(batch.take(todo), starts, lo[todo], hi[todo], params)
         found[todo], witness[todo] = ok, wit
     return found.cpu().numpy(), witness.cpu().numpy()
 
@@ -66,12 +63,10 @@ def _optimise(
     c: torch.Tensor,
     lo: torch.Tensor,
     hi: torch.Tensor,
-    settings: SearchSettings,
-    beta: float,
-    n_classes: int,
+    params: StrategyParams,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected Adam from every start; ``(found, witness)`` per unit."""
-    s = settings
+    s, beta, n_classes = params.settings, params.beta, params.n_classes
     b1, b2 = _ADAM_BETAS
     n_units, k, dev = c.shape[0], c.shape[2], c.device
     found = torch.zeros(n_units, dtype=torch.bool, device=dev)

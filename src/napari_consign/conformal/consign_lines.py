@@ -20,7 +20,7 @@ from .consign_linesearch import (
     reduce_boxes,
     vertex_fractions,
 )
-from .consign_search_settings import SearchSettings
+from .consign_search_settings import StrategyParams
 from .consign_unit_batch import UnitBatch
 
 
@@ -30,19 +30,18 @@ def lines_search(
     lo: torch.Tensor,
     hi: torch.Tensor,
     hints: np.ndarray | None,
-    settings: SearchSettings,
-    beta: float,
-    n_classes: int,
-    budget: int,
+    params: StrategyParams,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(found (b,), witness (b, K))`` for boxes ``[lo, hi]`` ``(b, K)`` of the batch's units.
 
     ``lhs`` ``(b, n_lhs, K)`` are the units' Latin-hypercube fractions of the box; ``hints``
-    ``(b, K)`` extra points (clamped into the box, NaN rows replaced by the centre); ``budget``
-    caps the float64 elements of one temporary. Witnesses are NaN where none was found.
+    ``(b, K)`` extra points (clamped into the box, NaN rows replaced by the centre). Witnesses are
+    NaN where none was found.
     """
-    s, dev = settings, lo.device
-    red = reduce_boxes(batch.mean, batch.comps, batch.labels, batch.weight, lo, hi, n_classes)
+    s, beta, dev = params.settings, params.beta, lo.device
+    red = reduce_boxes(
+        batch.mean, batch.comps, batch.labels, batch.weight, lo, hi, params.n_classes
+    )
     b, k = lo.shape
     fixed = torch.cat(
         [
@@ -57,7 +56,7 @@ def lines_search(
         h = torch.from_numpy(hints).to(dev)
         h = torch.where(torch.isnan(h), (lo + hi) / 2.0, torch.clamp(h, min=lo, max=hi))
         cands = torch.cat([h[:, None, :], cands], dim=1)
-    score = _reduced_scores(red, cands, budget)
+    score = _reduced_scores(red, cands, params.budget)
     found, witness = _first_passing(cands, score, beta)
     todo = torch.nonzero(~found).squeeze(1)
     if todo.numel() and s.sweeps:

@@ -31,7 +31,7 @@ from .consign_adam import adam_search
 from .consign_decomposition import Decomposition
 from .consign_lines import lines_search
 from .consign_linesearch import box_margins, may_win
-from .consign_search_settings import SearchSettings, lhs_points
+from .consign_search_settings import SearchSettings, StrategyParams, lhs_points
 from .consign_unit_batch import UnitBatch, score_points
 from .device import resolve_device
 from .errors import ConformalInputError
@@ -96,6 +96,7 @@ class MembershipChecker:
         self._soft_weight = torch.from_numpy(soft_w).to(dev)
         lhs = np.stack([lhs_points(self.k, self.settings.n_lhs, s) for s in seeds])
         self._lhs = torch.from_numpy(lhs).to(dev)
+        self._params = StrategyParams(self.settings, self.beta, self.n_classes, self._budget)
 
     def __len__(self) -> int:
         return int(self._labels.shape[0])
@@ -206,18 +207,14 @@ class MembershipChecker:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``"lines"`` strategy on one batch: ``(found, witness)`` before verification."""
         batch, lhs, lo, hi = self._boxes(units, lower, upper)
-        return lines_search(
-            batch, lhs, lo, hi, hints, self.settings, self.beta, self.n_classes, self._budget
-        )
+        return lines_search(batch, lhs, lo, hi, hints, self._params)
 
     def _adam_batch(
         self, units: np.ndarray, lower: np.ndarray, upper: np.ndarray, hints: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The authors' strategy on one batch: ``(found, witness)`` (``hints`` unused)."""
         batch, lhs, lo, hi = self._boxes(units, lower, upper)
-        return adam_search(
-            batch, lhs, lo, hi, self.settings, self.beta, self.n_classes, self._budget
-        )
+        return adam_search(batch, lhs, lo, hi, self._params)
 
     def _boxes(
         self, units: np.ndarray, lower: np.ndarray, upper: np.ndarray

@@ -3,7 +3,9 @@
 :class:`SearchSettings` validates and holds every knob of
 :class:`~.consign_membership.MembershipChecker` (strategy, point counts, Adam and line-scan
 parameters, memory budget); invalid values raise :class:`ConformalInputError`.
-:func:`lhs_points` gives the reproducible space-filling points both strategies start from.
+:func:`lhs_points` gives the reproducible space-filling points both strategies start from;
+:class:`StrategyParams` is what a strategy needs besides the boxes (settings resolved for one
+checker).
 """
 
 from __future__ import annotations
@@ -64,3 +66,14 @@ def lhs_points(k: int, n: int, seed: int | Sequence[int]) -> np.ndarray:
     """``n`` Latin-hypercube points in ``[0, 1)^k``, reproducible from ``seed``."""
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     return qmc.LatinHypercube(d=k, rng=rng).random(n)
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    """What a search strategy needs besides the boxes: the settings, the beta of the hard check,
+    the number of classes and the float64 elements one temporary may hold."""
+
+    settings: SearchSettings
+    beta: float
+    n_classes: int
+    budget: int
