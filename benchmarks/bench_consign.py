@@ -23,7 +23,7 @@ from napari_consign.conformal import MethodOptions
 from napari_consign.conformal.consign import CONSIGN
 from napari_consign.conformal.consign_calibration import authors_lambda_hat, search_lambda_stars
 from napari_consign.conformal.consign_decomposition import box_centre_and_radius
-from napari_consign.conformal.consign_membership import SearchSettings
+from napari_consign.conformal.consign_search_settings import SearchSettings
 from napari_consign.synthetic import lesion_cases
 
 

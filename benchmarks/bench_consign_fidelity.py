@@ -26,7 +26,7 @@ import torch
 from napari_consign.conformal import MethodOptions
 from napari_consign.conformal.consign import CONSIGN
 from napari_consign.conformal.consign_calibration import LambdaMaxError
-from napari_consign.conformal.consign_membership import SearchSettings
+from napari_consign.conformal.consign_search_settings import SearchSettings
 from napari_consign.conformal.consign_synthetic import low_rank_cases
 from napari_consign.conformal.dataset import SegmentationSet
 from napari_consign.conformal.pixelwise import PixelwiseAPS, unit_lambda_star

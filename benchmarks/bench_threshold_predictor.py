@@ -16,12 +16,9 @@ import time
 import torch
 
 from napari_consign.conformal import DEFAULT_ALPHAS, SegmentationSet
-from napari_consign.conformal.threshold_predictor import (
-    PredictorConfig,
-    input_channels,
-    predictor_inputs,
-    train_predictor,
-)
+from napari_consign.conformal.threshold_inputs import input_channels, predictor_inputs
+from napari_consign.conformal.threshold_predictor import PredictorConfig
+from napari_consign.conformal.threshold_training import train_predictor
 from napari_consign.synthetic import lesion_cases
 
 

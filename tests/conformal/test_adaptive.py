@@ -15,7 +15,8 @@ from napari_consign.conformal.errors import Cancelled
 from napari_consign.conformal.metrics import coverage_gap, tpr
 from napari_consign.conformal.registry import MethodOptions
 from napari_consign.conformal.threshold_losses import fnr_curve
-from napari_consign.conformal.threshold_predictor import PredictorConfig, training_device
+from napari_consign.conformal.threshold_predictor import PredictorConfig
+from napari_consign.conformal.threshold_training import training_device
 from napari_consign.synthetic import lesion_cases
 
 
@@ -224,7 +225,7 @@ def test_defaults_follow_the_paper():
 
 
 def test_temperature_reaches_the_coat_loss(monkeypatch, one_torch_thread):
-    from napari_consign.conformal import threshold_predictor
+    from napari_consign.conformal import threshold_training
 
     seen = []
 
@@ -232,7 +233,7 @@ def test_temperature_reaches_the_coat_loss(monkeypatch, one_torch_thread):
         seen.append((temperature, score_space))
         return coat_loss(probs, tau, truth, alpha, temperature, score_space)
 
-    monkeypatch.setattr(threshold_predictor, "coat_loss", spy)
+    monkeypatch.setattr(threshold_training, "coat_loss", spy)
     COAT(MethodOptions(temperature=0.123, epochs=1)).train(make_set(12, seed=16, size=16))
     assert seen and set(seen) == {(0.123, "probability")}
 

@@ -22,7 +22,7 @@ from napari_consign.conformal.consign_envelope import (
     label_envelopes,
     sample_labels,
 )
-from napari_consign.conformal.consign_membership import SearchSettings
+from napari_consign.conformal.consign_search_settings import SearchSettings
 from napari_consign.synthetic import lesion_cases
 
 FAST = SearchSettings(n_lhs=64, n_starts=4, max_steps=100, patience=20)

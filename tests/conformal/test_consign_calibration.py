@@ -22,7 +22,8 @@ from napari_consign.conformal.consign_calibration import (
     search_lambda_stars,
 )
 from napari_consign.conformal.consign_decomposition import DecompositionStack, decompose_units
-from napari_consign.conformal.consign_membership import MembershipChecker, SearchSettings
+from napari_consign.conformal.consign_membership import MembershipChecker
+from napari_consign.conformal.consign_search_settings import SearchSettings
 from napari_consign.conformal.dataset import SegmentationSet
 from napari_consign.conformal.evaluation import evaluate
 from napari_consign.conformal.set_metrics import beta_scores

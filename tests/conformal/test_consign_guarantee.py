@@ -26,7 +26,8 @@ from napari_consign.conformal.consign_calibration import (
     search_lambda_stars,
 )
 from napari_consign.conformal.consign_decomposition import box_centre_and_radius, decompose_units
-from napari_consign.conformal.consign_membership import MembershipChecker, SearchSettings
+from napari_consign.conformal.consign_membership import MembershipChecker
+from napari_consign.conformal.consign_search_settings import SearchSettings
 
 #: Many random calibration/test splits: run with the full suite, left out of -m 'not slow'.
 pytestmark = pytest.mark.slow

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from napari_consign.conformal.consign_decomposition import decompose_units
-from napari_consign.conformal.consign_membership import MembershipChecker, SearchSettings
+from napari_consign.conformal.consign_membership import MembershipChecker
+from napari_consign.conformal.consign_search_settings import SearchSettings
 from napari_consign.conformal.consign_synthetic import low_rank_cases
 from napari_consign.conformal.set_metrics import beta_scores
 

@@ -6,7 +6,7 @@ import torch
 
 from napari_consign.conformal import ConformalInputError, InfeasibleAlphaError, MethodOptions
 from napari_consign.conformal.consign import CONSIGN
-from napari_consign.conformal.consign_membership import SearchSettings
+from napari_consign.conformal.consign_search_settings import SearchSettings
 from napari_consign.conformal.dataset import SegmentationSet
 from napari_consign.conformal.pixelwise import (
     LAMBDA_GRID,

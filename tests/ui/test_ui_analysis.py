@@ -333,7 +333,7 @@ def test_calibrate_now_consign_streams_and_matches_raw_samples(sampler, monkeypa
 
     from napari_consign._sample_data import sample_data_path
     from napari_consign.conformal.consign import CONSIGN
-    from napari_consign.conformal.consign_membership import SearchSettings
+    from napari_consign.conformal.consign_search_settings import SearchSettings
     from napari_consign.conformal.registry import MethodOptions
     from napari_consign.models import KeepSamples
 

@@ -27,6 +27,7 @@ from .inputs import check_scores
 from .method import AverageRiskMethod, ScanStats
 from .options import MethodOptions
 from .state_checks import StateError, alpha_rows
+from .threshold_inputs import check_predictor_inputs, input_channels, predictor_inputs
 from .threshold_losses import (
     fnr_curve,
     inner_fp_curve,
@@ -36,14 +37,8 @@ from .threshold_losses import (
     score_dtype,
     threshold_mask,
 )
-from .threshold_predictor import (
-    PredictorConfig,
-    TrainedPredictor,
-    check_predictor_inputs,
-    input_channels,
-    predictor_inputs,
-    train_predictor,
-)
+from .threshold_predictor import PredictorConfig, TrainedPredictor
+from .threshold_training import train_predictor
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ from .consign_decomposition import (
 )
 from .consign_envelope import envelope, label_envelopes, sample_labels
 from .consign_evaluation import ConsignEvaluation
-from .consign_membership import MembershipChecker, SearchSettings
+from .consign_membership import MembershipChecker
+from .consign_search_settings import SearchSettings
 from .consign_state import ConsignState
 from .crc_rule import check_alpha
 from .dataset import SegmentationSet

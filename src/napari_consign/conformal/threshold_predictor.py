@@ -1,35 +1,26 @@
-"""The per-image threshold predictor f_D of AT and COAT: a small CNN, its inputs and training.
+"""The per-image threshold predictor f_D of AT and COAT: its configuration and network.
 
 f_D sees the image and the Monte-Carlo mean probability map (optionally the per-pixel MC
 standard deviation) at a fixed low resolution and outputs one threshold in (0, 1). An
 *alpha-conditioned* predictor also takes alpha as an input and is trained over a range of
-alphas, so one network serves every position of the slider (beyond the paper). Training is
-seeded and reproducible, reports progress per epoch, keeps the best weights on a validation
-split (early stopping) and can be cancelled.
+alphas, so one network serves every position of the slider (beyond the paper).
 
-Objectives: ``"coat"`` minimises the differentiable miscoverage loss (docs/methods.md §4.2);
-``"at"`` regresses AT's oracle thresholds with MSE (docs/methods.md §3).
+:class:`PredictorConfig` defines a predictor and its training (stored in bundles),
+:class:`ThresholdNet` is the network and :class:`TrainedPredictor` a trained one, which
+predicts thresholds and round-trips through plain numpy weight arrays. Its inputs are built by
+:mod:`.threshold_inputs`; it is trained by :mod:`.threshold_training`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .coat_loss import coat_loss, to_score_space
-from .device import DeviceError, resolve_device
-from .errors import Cancelled, ConformalInputError
-from .errors import is_cancelled as _is_cancelled
-from .oracle import oracle_threshold, sorted_gt_scores
-
-ProgressCallback = Callable[[int, int, float, float], None]
+from .errors import ConformalInputError
 
 #: Default COAT temperature T per score space: 0.05 on probabilities (the paper's form,
 #: docs/methods.md §4.2) and 0.5 on logits (the project's logit-space option; a logit has slope 4 at
@@ -124,103 +115,6 @@ class ThresholdNet(nn.Module):
         return torch.sigmoid(self.head(torch.cat(pooled, dim=1))).squeeze(1)
 
 
-def predictor_inputs(
-    scores: np.ndarray,
-    images: np.ndarray | None,
-    variances: np.ndarray | None,
-    size: int,
-    score_space: str = "probability",
-) -> torch.Tensor:
-    """Stack (standardised image channels, mean probability, [MC std]) at ``size x size``.
-
-    ``scores`` is (n, H, W); ``images`` (n, H, W) or (n, C, H, W) or None; ``variances``
-    (n, H, W) or None. Each image channel is standardised per unit. In logit score space the
-    probability channel is ``logit(p) / 10`` (clamped), so faint responses stay visible.
-    """
-    chans = []
-    if images is not None:
-        img = np.asarray(images, dtype=np.float32)
-        img = img[:, None] if img.ndim == 3 else img
-        mean = img.mean(axis=(2, 3), keepdims=True)
-        std = img.std(axis=(2, 3), keepdims=True) + 1e-6
-        chans.append((img - mean) / std)
-    p = np.asarray(scores, dtype=np.float32)[:, None]
-    if score_space == "logit":
-        p = to_score_space(torch.from_numpy(p), "logit").numpy() / 10.0
-    chans.append(p)
-    if variances is not None:
-        chans.append(np.sqrt(np.asarray(variances, dtype=np.float32))[:, None])
-    x = torch.from_numpy(np.concatenate(chans, axis=1))
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
-    return x.contiguous()
-
-
-def image_channels(images: np.ndarray | None) -> int:
-    """Image channels of a stack ``(n, H, W)`` (1) or ``(n, C, H, W)`` (C); 0 for None."""
-    return 0 if images is None else (1 if np.ndim(images) == 3 else int(np.shape(images)[1]))
-
-
-def input_channels(images: np.ndarray | None, use_variance: bool) -> int:
-    """Number of input channels :func:`predictor_inputs` produces."""
-    return image_channels(images) + 1 + int(use_variance)
-
-
-def check_predictor_inputs(
-    config: PredictorConfig,
-    images: np.ndarray | None,
-    has_variance: bool,
-    method: str | None = None,
-    stack_shape: tuple[int, ...] | None = None,
-) -> None:
-    """Raise :class:`ConformalInputError` unless the inputs match what f_D was trained on.
-
-    ``images`` is the stack handed to :func:`predictor_inputs` (``(n, H, W)``,
-    ``(n, C, H, W)`` or None), ``has_variance`` whether an MC variance comes with it and
-    ``stack_shape`` the ``(n, H, W)`` shape of the score stack, if known.
-    """
-    who = f"this {method.upper()} threshold predictor" if method else "this threshold predictor"
-    want_var = bool(config.use_variance)
-    want_img = int(config.in_channels) - 1 - int(want_var)
-    got_img = image_channels(images)
-    if want_img > 0 and got_img == 0:
-        raise ConformalInputError(
-            f"{who} was trained with {want_img} image channel(s) besides the probability map, "
-            "but no image was given: pass the images (the NPZ 'images' array, or the image "
-            "layer), or retrain the predictor on probability maps alone"
-        )
-    if want_img == 0 and got_img > 0:
-        raise ConformalInputError(
-            f"{who} was trained on probability maps alone, but an image was given: leave the "
-            "image out, or retrain the predictor with images"
-        )
-    if got_img != want_img:
-        raise ConformalInputError(
-            f"{who} was trained with {want_img} image channel(s), but the image has "
-            f"{got_img}: pass images of the kind it was trained on, or retrain it"
-        )
-    if want_var and not has_variance:
-        raise ConformalInputError(
-            f"{who} was trained with the Monte-Carlo standard deviation as an input, but no "
-            "variance was given: pass the MC variance (it needs the Monte-Carlo samples), or "
-            "retrain without use_variance"
-        )
-    if has_variance and not want_var:
-        raise ConformalInputError(
-            f"{who} was trained without the Monte-Carlo variance, but a variance was given: "
-            "leave it out, or retrain with use_variance"
-        )
-    if images is not None and stack_shape is not None:
-        img = np.shape(images)
-        if img[0] != stack_shape[0] or img[-2:] != tuple(stack_shape[-2:]):
-            raise ConformalInputError(
-                f"the image has shape {img[1:] if len(img) else img} per unit but the "
-                f"probability map {tuple(stack_shape[1:])}: they must match pixel for pixel"
-            )
-
-
 @dataclass
 class TrainedPredictor:
     """A trained f_D with its configuration and training history."""
@@ -281,145 +175,3 @@ class TrainedPredictor:
                 f"threshold predictor weights do not match their configuration: {exc}"
             ) from None
         return cls(net.eval(), config)
-
-
-def _alpha_batch(config: PredictorConfig, n: int, gen: torch.Generator) -> torch.Tensor:
-    if not config.conditioned:
-        return torch.full((n,), config.alpha)
-    lo, hi = config.alpha_range
-    return lo + (hi - lo) * torch.rand(n, generator=gen)
-
-
-@contextmanager
-def _torch_threads(n: int | None):
-    """Temporarily set torch's intra-op thread count (``None``: leave it)."""
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def train_predictor(
-    inputs: torch.Tensor,
-    scores: np.ndarray,
-    masks: np.ndarray,
-    config: PredictorConfig,
-    device: str = "cpu",
-    progress: ProgressCallback | None = None,
-    cancel: Callable[[], bool] | object | None = None,
-    threads: int | None = 1,
-) -> TrainedPredictor:
-    """Train f_D on units with non-empty masks (empty ones are skipped).
-
-    ``device`` is a torch device string or ``"auto"`` (CUDA, then MPS, then CPU; see
-    :func:`~napari_consign.conformal.device.resolve_device`); one that does not exist or does
-    not work raises :class:`ConformalInputError`. On CPU, training runs on ``threads`` torch
-    threads (default 1: this small network trains several times faster on one thread than on
-    two contended cores, see the README).
-
-    ``inputs`` come from :func:`predictor_inputs`; ``scores`` and ``masks`` are the
-    full-resolution (n, H, W) maps the losses use. Raises :class:`Cancelled` if ``cancel``
-    (a callable or an Event) fires, checked at every batch.
-    """
-    dev = training_device(device)
-    with _torch_threads(threads if dev.type == "cpu" else None):
-        return _train(inputs, scores, masks, config, dev, progress, cancel)
-
-
-def training_device(device: str | torch.device | None) -> torch.device:
-    """The working torch device for ``device`` ("auto": CUDA, MPS, then CPU)."""
-    try:
-        return resolve_device(device)
-    except DeviceError as exc:
-        raise DeviceError(f"threshold predictor device: {exc}") from None
-
-
-def _train(inputs, scores, masks, config, device, progress, cancel) -> TrainedPredictor:
-    keep = np.flatnonzero(np.asarray(masks).reshape(len(masks), -1).any(axis=1))
-    if keep.size == 0:
-        raise ConformalInputError(
-            "the training split has no image with a non-empty mask: the threshold predictor "
-            "has nothing to learn from; give it images that contain the structure"
-        )
-    dev = torch.device(device)
-    x = inputs[keep].to(dev)
-    probs = torch.as_tensor(np.asarray(scores)[keep], dtype=torch.float32, device=dev)
-    truth = torch.as_tensor(np.asarray(masks)[keep] != 0, dtype=torch.float32, device=dev)
-    descending = [sorted_gt_scores(s, m) for s, m in zip(scores[keep], masks[keep], strict=True)]
-
-    gen = torch.Generator().manual_seed(config.seed)
-    n = keep.size
-    order = torch.randperm(n, generator=gen)
-    n_val = round(config.val_fraction * n) if n >= 5 else 0
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    val_alphas = (
-        torch.linspace(*config.alpha_range, 5)
-        if config.conditioned
-        else torch.tensor([config.alpha])
-    )
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        net = ThresholdNet(x.shape[1], config.width, config.conditioned).to(dev)
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-
-    def loss_of(idx: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        tau = net(x[idx], alpha.to(dev))
-        if config.objective == "coat":
-            return coat_loss(
-                probs[idx], tau, truth[idx], alpha.to(dev), config.temperature, config.score_space
-            )
-        target = torch.tensor(
-            [
-                float(oracle_threshold(descending[i], a))
-                for i, a in zip(idx.tolist(), alpha.tolist(), strict=True)
-            ],
-            dtype=torch.float32,
-            device=dev,
-        )
-        space = config.score_space  # regress in the space the thresholds are compared in
-        return F.mse_loss(to_score_space(tau, space), to_score_space(target, space))
-
-    best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()})
-    history: list[dict[str, float]] = []
-    stale = 0
-    for epoch in range(1, config.epochs + 1):
-        net.train()
-        perm = train_idx[torch.randperm(train_idx.numel(), generator=gen)]
-        losses = []
-        for lo in range(0, perm.numel(), config.batch_size):
-            if _is_cancelled(cancel):
-                raise Cancelled(f"threshold predictor training cancelled at epoch {epoch}")
-            idx = perm[lo : lo + config.batch_size]
-            loss = loss_of(idx, _alpha_batch(config, idx.numel(), gen))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        train_loss = float(np.mean(losses)) if losses else math.nan
-        val_loss = train_loss
-        if n_val:
-            net.eval()
-            with torch.no_grad():
-                val_loss = float(
-                    np.mean(
-                        [
-                            float(loss_of(val_idx, torch.full((n_val,), float(a))))
-                            for a in val_alphas
-                        ]
-                    )
-                )
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-        if progress is not None:
-            progress(epoch, config.epochs, train_loss, val_loss)
-        if val_loss < best[0] - 1e-7:
-            best, stale = (val_loss, {k: v.clone() for k, v in net.state_dict().items()}), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    net.load_state_dict(best[1])
-    return TrainedPredictor(net.cpu().eval(), config, history)
