@@ -14,12 +14,13 @@ For one unit and one box ``[lo, hi]`` of coefficients ``c``, the question is whe
   of the line's chord through the box with one scatter-add and one cumulative sum per line,
   ``O(pixels + n)``, instead of ``n`` full evaluations.
 
-:func:`search_boxes` certifies a batch of boxes: it hard-checks the centre, the ``2^K``
-vertices (``K <= 6``), space-filling points and the caller's hints, then runs coordinate
-ascent from the best few along the ``K`` axes and ``K`` fixed oblique directions, moving to
-the best scanned point of each line when it is better, until a start passes, a sweep brings
-no gain, or ``sweeps`` are done. Every returned witness is re-checked on the full problem, so
-"found" always means a point of the box whose hard score exceeds beta.
+:func:`.consign_lines.lines_search` certifies a batch of boxes with these tools: it
+hard-checks the centre, the ``2^K`` vertices (``K <= 6``), space-filling points and the
+caller's hints, then runs coordinate ascent from the best few along the ``K`` axes and ``K``
+fixed oblique directions, moving to the best scanned point of each line when it is better,
+until a start passes, a sweep brings no gain, or ``sweeps`` are done. Every returned witness
+is re-checked on the full problem, so "found" always means a point of the box whose hard
+score exceeds beta.
 """
 
 from __future__ import annotations
