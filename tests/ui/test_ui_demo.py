@@ -36,6 +36,9 @@ def _args(*argv: str) -> argparse.Namespace:
         (["--methods", "crc,nope", "--headless", "--out", "x"], "choose from"),
         (["--alpha", "1.5"], "must lie in"),
         (["--n-samples", "1"], "at least 2"),
+        (["--truth", "mask.nii.gz"], "needs --scan"),
+        (["--scan", "no-such-scan.nii.gz"], "no such file"),
+        (["--scan", ".", "--slices", "1:2"], "demo scan only"),
     ],
 )
 def test_demo_bad_arguments(argv, message):
@@ -63,6 +66,30 @@ def test_demo_headless(qapp, tmp_path, bundle_dir):
     assert compare.shape[1] == 1200 and len(np.unique(compare.reshape(-1, 4), axis=0)) > 10
     with pytest.raises(CLIError, match="slices"):
         demo.run(_args("--headless", "--out", str(out), "--slices", "70:90"))
+
+
+@pytest.mark.slow
+def test_demo_headless_on_a_scan_of_ones_own(qapp, tmp_path, bundle_dir):
+    """``--scan``: a real brain MRI nobody here tuned for (nibabel's ``anatomical.nii``), no
+    ground truth: the same screenshots, metrics without TPR, the input left as it was."""
+    import hashlib
+    from pathlib import Path
+
+    import nibabel
+
+    scan = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
+    before = hashlib.sha256(scan.read_bytes()).hexdigest()
+    out = tmp_path / "own"
+    argv = ["--headless", "--out", str(out), "--scan", str(scan), "--n-samples", "4"]
+    assert demo.run(_args(*argv, "--bundles", str(bundle_dir))) == 0
+    assert {p.name for p in out.iterdir()} == DEMO_FILES
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["scan"] == "anatomical.nii" and sorted(report["shape_zyx"]) == [25, 33, 41]
+    assert report["focus_slice"] == report["shape_zyx"][0] // 2  # no mask: the middle slice
+    for method in ("crc", "coat"):
+        m = report["methods"][method]
+        assert m["outer_ml"] >= m["inner_ml"] >= 0 and "tpr" not in m
+    assert hashlib.sha256(scan.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.slow

@@ -73,6 +73,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="analyse only axial slices A..B-1 of the demo scan (faster)",
     )
     p.add_argument(
+        "--scan",
+        type=Path,
+        default=None,
+        help="a scan of your own (NIfTI, or a DICOM file or folder) instead of the demo scan",
+    )
+    p.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="its ground-truth mask, on the scan's grid (optional; only with --scan)",
+    )
+    p.add_argument(
         "--bundles",
         type=Path,
         default=None,
@@ -98,6 +110,13 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise CLIError("--headless needs --out DIR for the screenshots and metrics")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} exists and is not a folder")
+    if args.scan is not None and args.slices is not None:
+        raise CLIError("--slices crops the demo scan only; not with --scan")
+    if args.truth is not None and args.scan is None:
+        raise CLIError("--truth needs --scan (the demo scan brings its own ground truth)")
+    for flag, path in (("--scan", args.scan), ("--truth", args.truth)):
+        if path is not None and not path.exists():
+            raise CLIError(f"{flag} {path}: no such file or folder")
     if args.bundles is not None and not args.bundles.is_dir():
         raise CLIError(f"--bundles {args.bundles}: no such folder")
     return methods

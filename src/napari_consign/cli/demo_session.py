@@ -1,7 +1,8 @@
 """The demo in napari: open the demo scan, dock the widget, run the methods, report.
 
-``run_demo`` reads the shipped demo scan (cropped to ``--slices``), opens it in a napari viewer
-with the plugin's reader, adds the ground truth, docks the "Conformal uncertainty" widget at
+``run_demo`` reads the shipped demo scan (cropped to ``--slices``) or the user's ``--scan``,
+opens it in a napari viewer with the plugin's reader, adds the ground truth (``--truth``; none
+for a user's scan without it), docks the "Conformal uncertainty" widget at
 1366 x 768, sets its calibration (``--bundles``, the shipped bundles, or calibrating now on the
 shipped 2D cases), runs the methods and waits, printing progress lines on stderr. Interactive:
 shows the first two methods side by side and hands napari to the user. Headless: writes the
@@ -35,11 +36,19 @@ def _parse_slices(text: str | None, n: int) -> tuple[int, int] | None:
     return a, b
 
 
-def _prepare_scan(work: Path, slices: tuple[int, int] | None) -> tuple[Path, Path]:
-    """Paths of the demo scan and mask, cropped to ``slices`` (written into ``work``)."""
+def _inputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The scan and its mask: ``--scan``/``--truth`` (the mask may be None), else the demo's."""
     from ..shipped import sample_data_path
 
-    scan, mask = sample_data_path("demo_scan.nii.gz"), sample_data_path("demo_mask.nii.gz")
+    if args.scan is not None:
+        return args.scan, args.truth
+    return sample_data_path("demo_scan.nii.gz"), sample_data_path("demo_mask.nii.gz")
+
+
+def _prepare_scan(
+    work: Path, scan: Path, mask: Path | None, slices: tuple[int, int] | None
+) -> tuple[Path, Path | None]:
+    """Paths of the demo scan and mask, cropped to ``slices`` (written into ``work``)."""
     if slices is None:
         return scan, mask
     import SimpleITK as sitk
@@ -115,10 +124,14 @@ def _wait(widget, app, steps: _Steps, timeout: float = 3600.0) -> None:
 
 
 def _focus_slice(viewer, layer, mask) -> int:
-    """Show the axial slice with the most lesion voxels; returns its index."""
+    """Show the axial slice with the most lesion voxels (the middle one without a mask);
+    returns its index."""
     import numpy as np
 
-    z = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
+    if mask is None or not mask.any():
+        z = int(layer.data.shape[0] // 2)
+    else:
+        z = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
     world = layer.data_to_world((z, 0, 0))
     viewer.dims.set_point(0, float(world[0]))
     return z
@@ -139,28 +152,43 @@ def run_demo(args: argparse.Namespace, methods: list[str]) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     steps = _Steps()
-    steps.say("reading the demo scan")
+    scan_in, mask_in = _inputs(args)
+    steps.say(f"reading {scan_in.name}")
     with tempfile.TemporaryDirectory(prefix="napari-consign-demo-") as tmp:
-        full = read_volume(_prepare_scan(Path(tmp), None)[0])
-        slices = _parse_slices(args.slices, full.array.shape[0])
-        scan_path, mask_path = _prepare_scan(Path(tmp), slices)
+        slices = None
+        if args.slices is not None:
+            slices = _parse_slices(args.slices, read_volume(scan_in).array.shape[0])
+        scan_path, mask_path = _prepare_scan(Path(tmp), scan_in, mask_in, slices)
         app = get_qapp()
         steps.say("opening napari and the widget (Plugins > Conformal uncertainty)")
         viewer = napari.Viewer(show=True, title="napari-consign demo")
         try:
-            [image] = viewer.open(str(scan_path), plugin="napari-consign")
-            mask = read_volume(mask_path)
-            truth_kw = mask.layer_kwargs()
-            truth_kw["name"] = "demo lesions (ground truth)"
-            truth = viewer.add_labels(mask.array.astype(np.uint8), opacity=0.4, **truth_kw)
-            truth.visible = False
+            opened = viewer.open(str(scan_path), plugin="napari-consign")
+            if len(opened) != 1:
+                raise CLIError(f"{scan_path}: holds {len(opened)} scans; give one file or series")
+            [image] = opened
+            truth = mask = None
+            if mask_path is not None:
+                mask_volume = read_volume(mask_path)
+                mask = mask_volume.array
+                if mask.shape != tuple(image.data.shape):
+                    raise CLIError(
+                        f"--truth {mask_path}: shape {mask.shape}, the scan {image.data.shape}"
+                    )
+                truth_kw = mask_volume.layer_kwargs()
+                truth_kw["name"] = (
+                    f"{image.name} (ground truth)" if args.scan else "demo lesions (ground truth)"
+                )
+                truth = viewer.add_labels(mask.astype(np.uint8), opacity=0.4, **truth_kw)
+                truth.visible = False
             _dock, widget = viewer.window.add_plugin_dock_widget(
                 "napari-consign", "Conformal uncertainty"
             )
             viewer.window.resize(*WINDOW)
             calibration = _calibration(widget, methods, args.bundles)
             widget.set_image(image)
-            widget.set_truth(truth)
+            if truth is not None:
+                widget.set_truth(truth)
             widget.ns_spin.setValue(args.n_samples)
             widget.device_combo.setCurrentText(args.device)
             if widget.device_combo.currentText() != args.device:
@@ -173,7 +201,7 @@ def run_demo(args: argparse.Namespace, methods: list[str]) -> int:
                     "; ".join(f"{m.upper()}: {why.get(m) or 'unavailable'}" for m in missing)
                 )
             widget.set_alpha(args.alpha)
-            z = _focus_slice(viewer, image, mask.array)
+            z = _focus_slice(viewer, image, mask)
             started = time.perf_counter()
             steps.say(
                 f"running {', '.join(m.upper() for m in methods)} on {image.data.shape} voxels"
