@@ -27,6 +27,7 @@ from napari_consign.ui.layers import (
     layer_key,
     same_layer,
 )
+from napari_consign.ui.main_widget import THUMBNAIL_DELAY_MS
 
 
 def _world_corners(layer):
@@ -93,10 +94,17 @@ def test_end_to_end(qtbot, viewer_widget, small_scan, notes, tmp_path):
                 np.testing.assert_array_equal(layer.data[z], expected_contour(bands, alpha, z))
             assert layer.metadata["napari_consign"]["alpha"] == pytest.approx(bands.snap(alpha))
     assert widget.alpha_label.text() == "α = 0.50"
+    at_half = widget.band_layer("crc").thumbnail.copy()
     widget.alpha_slider.setValue(20)  # the user drags: same result through the signal
     np.testing.assert_array_equal(
         np.asarray(widget.band_layer("crc").data), analysis.bands["crc"].labels(0.2)
     )
+    # the layer list's thumbnail follows once the slider rests (not on every tick of a drag)
+    qtbot.wait(THUMBNAIL_DELAY_MS + 250)
+    settled = widget.band_layer("crc").thumbnail.copy()
+    widget.band_layer("crc").refresh()  # a full refresh: the thumbnail napari would draw now
+    np.testing.assert_array_equal(settled, widget.band_layer("crc").thumbnail)
+    assert not np.array_equal(settled, at_half)
     assert "misses at most 20%" in widget.guarantee_label.text()
     widget.set_alpha(0.01)  # 60 calibration units support alpha >= 1/61: the grid starts at 0.02
     assert "snapped to α = 0.02" in widget.guarantee_label.text()

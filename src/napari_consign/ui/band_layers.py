@@ -124,15 +124,23 @@ class BandLayers:
                 and current.ring == self.ring_mode
             ):
                 # the same bands at another alpha: retarget the view and re-slice the plane on
-                # screen (assigning new data costs napari a dims update: ~40 ms a layer)
+                # screen (assigning new data costs napari a dims update: ~40 ms a layer); the
+                # extent is unchanged, and the thumbnail waits for the slider to settle
                 current.retarget(alpha)
-                layer.refresh()
+                layer.refresh(thumbnail=False, highlight=False, extent=False)
                 data = current
             else:
                 data = self._view(image, analysis, method)
                 layer.data = data
                 self._views[(lid, method)] = data
             update_band_metadata(layer, data.bands, alpha)
+
+    def refresh_thumbnails(self) -> None:
+        """Bring the band layers' thumbnails (in the layer list) up to the current alpha; the
+        slider's ticks leave them behind, so a drag does not repaint the layer list."""
+        for layer in self._layers.values():
+            if layer in self.viewer.layers and layer.visible:
+                layer.refresh(data_displayed=False, highlight=False, extent=False)
 
     def restyle(self) -> None:
         """Style every band layer for the ring mode and 2D/3D; in 3D show the code volumes."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QSize, Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from .. import analysis as an
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     import napari
 
 DOCK_WIDTH = 360  # preferred width: the canvas keeps most of a 1366-pixel screen
+THUMBNAIL_DELAY_MS = 150  # band thumbnails follow alpha once the slider rests this long
 #: the panels' controls, reachable as attributes of the widget (tests and scripts use them)
 CONTROLS = {
     "scan_panel": ("image_combo", "truth_combo", "method_boxes"),
@@ -90,6 +91,10 @@ class ConsignWidget(QWidget):
         self.compare = CompareView(viewer)
         self.bands = BandLayers(viewer, self.workspace, self.compare, self)
         self.volumes = self.bands.volumes
+        self._thumbnails = QTimer(self)  # a drag does not repaint the layer list per tick
+        self._thumbnails.setSingleShot(True)
+        self._thumbnails.setInterval(THUMBNAIL_DELAY_MS)
+        self._thumbnails.timeout.connect(self.bands.refresh_thumbnails)
         self.runner = Runner(
             viewer,
             self.workspace,
@@ -274,12 +279,15 @@ class ConsignWidget(QWidget):
         """Move the slider to ``alpha`` (snapped to 0.01) and update every band layer now."""
         value = self.workspace.set_alpha(alpha)
         self.numbers_box.schedule(now=True)
+        self._thumbnails.stop()
+        self.bands.refresh_thumbnails()
         return value
 
     def _on_alpha(self, *_: Any) -> None:
         self.refresh_texts()
         self._apply_alpha()  # 2D: the plane on screen; 3D: colormaps only
         self.numbers_box.schedule()
+        self._thumbnails.start()
 
     def _apply_alpha(self) -> None:
         self.bands.apply_alpha()
