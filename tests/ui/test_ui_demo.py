@@ -68,6 +68,16 @@ def test_demo_headless(qapp, tmp_path, bundle_dir):
         demo.run(_args("--headless", "--out", str(out), "--slices", "70:90"))
 
 
+def test_demo_refuses_a_corrupt_scan_before_opening_napari(tmp_path):
+    from napari_consign.io.errors import ConsignIOError
+
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a NIfTI file")
+    with pytest.raises(ConsignIOError):
+        demo.run(_args("--headless", "--out", str(tmp_path / "out"), "--scan", str(bad)))
+    assert bad.read_bytes() == b"not a NIfTI file"
+
+
 @pytest.mark.slow
 def test_demo_headless_on_a_scan_of_ones_own(qapp, tmp_path, bundle_dir):
     """``--scan``: a real brain MRI nobody here tuned for (nibabel's ``anatomical.nii``), no

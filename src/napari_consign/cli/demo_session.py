@@ -155,9 +155,8 @@ def run_demo(args: argparse.Namespace, methods: list[str]) -> int:
     scan_in, mask_in = _inputs(args)
     steps.say(f"reading {scan_in.name}")
     with tempfile.TemporaryDirectory(prefix="napari-consign-demo-") as tmp:
-        slices = None
-        if args.slices is not None:
-            slices = _parse_slices(args.slices, read_volume(scan_in).array.shape[0])
+        n_slices = read_volume(scan_in).array.shape[0]  # a bad scan fails here, in one line
+        slices = _parse_slices(args.slices, n_slices)
         scan_path, mask_path = _prepare_scan(Path(tmp), scan_in, mask_in, slices)
         app = get_qapp()
         steps.say("opening napari and the widget (Plugins > Conformal uncertainty)")
