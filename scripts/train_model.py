@@ -72,6 +72,16 @@ def random_patches(x, y, size, rng, p_lesion=0.6):
     return torch.stack(xs), torch.stack(ys)
 
 
+VALIDATION_OFFSET = 1_000_000  # 'train'-split indices far beyond any --n-train
+
+
+def validation_cases(seed: int, varied: bool, n: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out cases from the training distribution, for monitoring only (never the test)."""
+    cases = [msd.make_case_2d(seed, "train", VALIDATION_OFFSET + i, varied) for i in range(n)]
+    images = np.stack([c["image"].astype(np.float32) * c["scale"] for c in cases])
+    return images, np.stack([c["mask"] for c in cases])
+
+
 def eval_probs(model: torch.nn.Module, images: np.ndarray, norm: dict) -> np.ndarray:
     """Deterministic (eval-mode, dropout off) foreground probabilities."""
     model.eval()
@@ -98,6 +108,14 @@ def main(argv=None) -> int:
     ap.add_argument("--patch", type=int, default=64, help="square training patch (0: whole slice)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--base-channels", type=int, default=16, help="UNet width (first level)")
+    ap.add_argument(
+        "--val-every",
+        type=int,
+        default=0,
+        help="print eval-mode Dice on 128 held-out 'train'-split cases every N steps (0: never; "
+        "does not change the weights)",
+    )
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)"
     )
@@ -125,7 +143,12 @@ def main(argv=None) -> int:
     )
 
     config = UNetConfig(
-        in_channels=1, out_channels=2, base_channels=16, levels=4, dropout=0.1, norm="batch"
+        in_channels=1,
+        out_channels=2,
+        base_channels=args.base_channels,
+        levels=4,
+        dropout=0.1,
+        norm="batch",
     )
     norm = dict(DEFAULT_NORMALIZATION)
     model = UNet.from_config(config)
@@ -137,6 +160,7 @@ def main(argv=None) -> int:
     )
     x_all = torch.from_numpy(images)[:, None]
     y_all = torch.from_numpy(masks.astype(np.int64))
+    val = validation_cases(args.seed, args.varied) if args.val_every else None
     model.train()
     t1 = time.perf_counter()
     losses = []
@@ -166,6 +190,10 @@ def main(argv=None) -> int:
                 f"({el:.0f} s, {el / (step + 1):.3f} s/step)",
                 flush=True,
             )
+        if val is not None and (step + 1) % args.val_every == 0:
+            dice = dice_per_case(eval_probs(model, val[0], norm) >= 0.5, val[1])
+            print(f"step {step + 1}: validation Dice {dice[val[1].any(axis=(1, 2))].mean():.4f}")
+            model.train()
     t_train = time.perf_counter() - t1
 
     args.out.mkdir(parents=True, exist_ok=True)

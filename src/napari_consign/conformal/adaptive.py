@@ -5,7 +5,9 @@ calibration units, and calibration and test units exchangeable, the outer band
 ``{p >= clip(tau_hat(X) - t', 0, 1)}`` has ``E[FNR] <= alpha``; ``t'`` is the CRC rule on the
 nested family of shifted thresholds, so the guarantee holds for any alpha, whatever alpha f_D
 was trained for. The inner band ``{p >= max(0, tau_hat(X) + u')}`` gets its own CRC shift on
-the inner loss (``E[min(1, FP/|Y|)] <= alpha``) and is nested inside the outer band.
+the inner loss and is nested inside the outer band: ``E[L_in] <= alpha`` over all scans, healthy
+ones included, with ``L_in = min(1, FP/|Y|)`` when ``|Y| > 0`` and ``1[inner band non-empty]``
+when ``|Y| = 0`` (the CRC loss of ``crc.py``, docs/guarantees.md).
 
 A 3D scan is treated as a stack of 2D units (one predicted threshold per axial slice), matching
 2D calibration units.
@@ -75,7 +77,9 @@ class AdaptiveThresholds(AverageRiskMethod):
         )
         self.predictor: TrainedPredictor | None = None
         self._cal_inputs = None
-        self._cal_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._cal_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # lesion units (outer)
+        self._cal_every: list[tuple[np.ndarray, np.ndarray]] = []  # all units (inner)
+        self._cal_lesion = np.zeros(0, np.int64)  # indices of the lesion units in _cal_every
         self._shift_cache: dict[float, Shifts] = {}
         self._fixed_curves: tuple[StepRiskCurve, StepRiskCurve] | None = None
         self._dtype = np.dtype(np.float64)  # of the calibration scores; thresholds fit it
@@ -148,17 +152,22 @@ class AdaptiveThresholds(AverageRiskMethod):
         self.fit_shifts(cal)
 
     def fit_shifts(self, cal: SegmentationSet) -> None:
-        """Keep the calibration units; shifts are computed per alpha on demand (cached)."""
+        """Keep the calibration units; shifts are computed per alpha on demand (cached).
+
+        Units with empty ground truth (healthy scans, counted in ``n_empty``) are left out of
+        the outer band's calibration (no FNR); the inner band's uses them with the loss
+        ``1[inner set non-empty]``, as CRC does (docs/guarantees.md).
+        """
         if self.predictor is None:
             raise RuntimeError("train or load the threshold predictor before calibrating")
-        keep = np.flatnonzero(cal.masks.reshape(len(cal), -1).any(axis=1))
-        pairs, self.n_empty = split_empty(
-            [(s, m != 0) for s, m in zip(cal.scores, cal.masks, strict=True)]
-        )
+        every = [(s, m != 0) for s, m in zip(cal.scores, cal.masks, strict=True)]
+        pairs, self.n_empty = split_empty(every)
         self.n_used = len(pairs)
-        self._dtype = score_dtype([s for s, _ in pairs])
+        self._dtype = score_dtype([s for s, _ in every])
         self._cal_pairs = pairs
-        self._cal_inputs = self._inputs(cal)[keep]
+        self._cal_every = every
+        self._cal_lesion = np.flatnonzero([m.any() for _, m in every])
+        self._cal_inputs = self._inputs(cal)
         self._shift_cache = {}
         self._fixed_curves = None
 
@@ -166,7 +175,10 @@ class AdaptiveThresholds(AverageRiskMethod):
         if self._fixed_curves is not None:
             return self._fixed_curves
         tau_hat = self.predictor.predict(self._cal_inputs, alpha)
-        curves = (fnr_curve(self._cal_pairs, tau_hat), inner_fp_curve(self._cal_pairs, tau_hat))
+        curves = (
+            fnr_curve(self._cal_pairs, tau_hat[self._cal_lesion]),
+            inner_fp_curve(self._cal_every, tau_hat),  # healthy units too
+        )
         if not self.config.conditioned:  # tau_hat does not depend on alpha: build once
             self._fixed_curves = curves
         return curves
