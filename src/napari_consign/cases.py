@@ -10,7 +10,8 @@ Pairing rule (the widget's "calibrate now" and ``napari-consign calibrate`` alik
 Every image must have a mask and every mask an image: an unpaired entry is an error, never
 silently skipped. A mask must lie on its image's voxel grid. Each axial slice whose mask is
 not empty becomes one 2D unit (slices without structure have no defined coverage; the
-evaluation excludes empty masks too); all scans must share one in-plane size.
+evaluation excludes empty masks too); all scans must share one in-plane size. With a model card,
+scans are resampled to the model's spacing first, as the analysis resamples a scan.
 
 Nothing here imports Qt, napari or torch; SimpleITK is imported when a scan is read.
 """
@@ -18,13 +19,16 @@ Nothing here imports Qt, napari or torch; SimpleITK is imported when a scan is r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .conformal.dataset import SegmentationSet
 from .conformal.errors import ConformalInputError
 from .io.readers import NIFTI_SUFFIXES
+
+if TYPE_CHECKING:
+    from .models.card import ModelCard
 
 MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "_gt")
 
@@ -172,13 +176,20 @@ def check_finite(array: np.ndarray, what: str) -> None:
             raise CasesError(f"{what}: {bad} NaN or infinite voxel(s); fix or mask them first")
 
 
-def read_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """The slices with structure of one scan: ``(images, masks, n_empty_slices)``.
+def read_pair(
+    image: Path, mask: Path, card: ModelCard | None = None
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """The slices with structure of one scan: ``(images, masks, n_empty_slices, body)``.
 
     ``images`` is float32 ``(Z', H, W)``, ``masks`` uint8 0/1 (any non-zero label is
-    structure); slices whose mask is empty are left out and counted.
+    structure); slices whose mask is empty are left out and counted. With a model ``card``
+    the scan is first seen as the analysis sees a scan (:class:`~.scan_view.ScanView`):
+    resampled to the card's spacing (linear; the mask nearest-neighbour), and ``body`` is the
+    scan's 3D body mask on that grid (same slices as ``images``) when the card names the rule,
+    else None.
     """
     from .io import read_volume
+    from .scan_view import ScanView
 
     vi, vm = read_volume(image), read_volume(mask)
     check_same_grid(
@@ -189,9 +200,19 @@ def read_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray, int]:
     )
     check_mask_values(vm.array, mask.name)
     check_finite(vi.array, image.name)
-    masks = (vm.array != 0).astype(np.uint8)
+    volume, masks, body = vi.array, (vm.array != 0).astype(np.uint8), None
+    if card is not None:
+        view = ScanView.prepare(volume, card, tuple(vi.geometry.spacing_zyx), vi.modality)
+        volume, body = view.volume, view.body_model
+        masks = masks if view.grid is None else view.grid.to_model_labels(masks)
     keep = np.flatnonzero(masks.any(axis=(1, 2)))
-    return vi.array[keep].astype(np.float32), masks[keep], int(masks.shape[0] - keep.size)
+    body = None if body is None else np.asarray(body, bool)[keep]
+    return (
+        np.asarray(volume)[keep].astype(np.float32),
+        masks[keep],
+        int(masks.shape[0] - keep.size),
+        body,
+    )
 
 
 def _check_one_size(shapes: set[tuple[int, ...]]) -> None:
@@ -202,14 +223,17 @@ def _check_one_size(shapes: set[tuple[int, ...]]) -> None:
         )
 
 
-def read_units(folder: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """Every slice with structure of every scan in ``folder``, stacked.
+def read_units(
+    folder: str | Path, card: ModelCard | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Every slice with structure of every scan in ``folder``, stacked (on the card's grid
+    when a model ``card`` is given, see :func:`read_pair`).
 
     Returns ``(images, masks, description)``: float32 and uint8 ``(n, H, W)`` stacks, and a
     sentence saying how many scans and slices were read and how many empty slices left out.
     """
     pairs = find_case_pairs(folder)
-    parts = [read_pair(image, mask) for image, mask in pairs]
+    parts = [read_pair(image, mask, card) for image, mask in pairs]
     _check_one_size({p[0].shape[1:] for p in parts})
     images = np.concatenate([p[0] for p in parts])
     masks = np.concatenate([p[1] for p in parts])

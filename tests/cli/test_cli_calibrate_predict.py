@@ -25,8 +25,9 @@ def test_calibrate_then_predict(run_cli, cases_dir, grid, tmp_path, capsys):
         assert header["method"] == name and header["model_id"] == identity
         assert header["extra"]["n_samples"] == 3
         load_bundle(bundles / f"{name}.npz", model_id=identity)
-    # 3 of 4 slices of every scan have structure; 2 of 8 scans train COAT's predictor
-    assert read_bundle_header(bundles / "crc.npz")["extra"]["n_cal_units"] == 18
+    # scans are resampled to the model's 2 mm: 4 x 2.5 mm become 5 slices, of which 4 have
+    # structure (tests/cli/test_cases_model_grid.py); 2 of 8 scans train COAT's predictor
+    assert read_bundle_header(bundles / "crc.npz")["extra"]["n_cal_units"] == 6 * 4
 
     scan = cases_dir / "case0.nii.gz"
     before = scan.read_bytes()
@@ -122,10 +123,10 @@ def test_evaluate_on_a_folder_of_scans(run_cli, cases_dir, tmp_path):
     argv += ["--splits", "2", "--n-samples", "2", "--quiet", "--json", str(js)]
     assert run_cli(argv) == 0
     report = json.loads(js.read_text())
-    # 8 scans of 4 slices, the last slice of every mask empty: 24 units; 4 + 4 scans
-    assert report["split_by"] == "scan" and report["n_units"] == 24
+    # 8 scans, each 4 slices with structure on the model's 2 mm grid: 32 units; 4 + 4 scans
+    assert report["split_by"] == "scan" and report["n_units"] == 32
     assert (report["n_cal"], report["n_test"]) == (4, 4)
-    assert report["methods"]["crc"]["n_test_used"]["mean"] == 12
+    assert report["methods"]["crc"]["n_test_used"]["mean"] == 16
 
 
 def test_scan_splits_keep_each_scan_in_one_part():

@@ -62,7 +62,7 @@ def _methods(
     if todo:
         if calibration.source is None:
             raise ConformalInputError("choose an NPZ file or a folder to calibrate on")
-        cases = read_cases(calibration.source, calibration.max_cases)
+        cases = read_cases(calibration.source, calibration.max_cases, card=card_of(sampler))
         notes.append(f"calibrated on {cases.description}")
         fitted = yield from calibrate_methods(
             sampler,

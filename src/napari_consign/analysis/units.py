@@ -9,6 +9,7 @@ import numpy as np
 
 from ..cases import read_units
 from ..conformal.errors import ConformalInputError
+from ..models.card import ModelCard
 
 
 @dataclass
@@ -35,19 +36,25 @@ def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def read_cases(
-    source: str | Path, max_cases: int = 200, seed: int = 0, train_fraction: float = 1 / 3
+    source: str | Path,
+    max_cases: int = 200,
+    seed: int = 0,
+    train_fraction: float = 1 / 3,
+    card: ModelCard | None = None,
 ) -> CalibrationCases:
     """Calibration units from an NPZ (``images``/``masks``, optional ``scale``, ``split`` and
     ``split_names`` as in ``sample_data/cases2d.npz``) or a folder of labelled scans
     (:mod:`napari_consign.cases`: every axial slice with structure is a unit). Without split
     names, ``train_fraction`` of the units train AT/COAT predictors and the rest calibrate. At
-    most ``max_cases`` calibration units (and half as many training units) are drawn, seeded."""
+    most ``max_cases`` calibration units (and half as many training units) are drawn, seeded.
+    A folder's scans are resampled to the model ``card``'s spacing when one is given (an NPZ's
+    units are taken as they are)."""
     source = Path(source)
     rng = np.random.default_rng(seed)
     if not source.exists():
         raise ConformalInputError(f"{source}: no such file or folder")
     if source.is_dir():
-        images, all_masks, desc = read_units(source)
+        images, all_masks, desc = read_units(source, card)
         split = None
     else:
         try:
