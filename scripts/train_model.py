@@ -6,6 +6,8 @@ state dict, loaded with ``torch.load(weights_only=True)``) and ``sample_data/une
 (architecture, input normalisation, training settings, test Dice, sha256 of the weights).
 
     python scripts/train_model.py                  # the shipped weights: 811 s on one thread
+    python scripts/train_model.py --n-train 16000 --steps 12000 --threads 2 --val-every 1000 \
+        --out /tmp/m                               # the longer run of 2026-12-03 (not shipped)
     python scripts/train_model.py --varied --n-train 5000 --steps 6000   # issue 15's variant
     python scripts/train_model.py --steps 50 --out /tmp/m   # a quick smoke run
     python scripts/train_model.py --evaluate-only           # re-measure the shipped weights
