@@ -27,6 +27,7 @@ import torch
 
 from napari_consign import cli
 from napari_consign.analysis import bundled_bundle_path
+from napari_consign.calibration import content_checksum
 from napari_consign.io import safe_write
 from napari_consign.models.loading import builtin_model_files
 
@@ -451,6 +452,13 @@ def test_nan_predictor_weights_and_a_checksummed_bundle(work, capsys):
     np.savez(work / "coat.npz", **arrays)
     argv = predict_argv(work)
     argv[argv.index(str(work / "crc.npz"))] = str(work / "coat.npz")
+    refused(capsys, argv, "checksum")  # the shipped bundle is checksummed: the edit is caught
+    # re-signed with a matching checksum, NaN weights are still refused, by the state checks
+    header = json.loads(str(arrays["__bundle__"]))
+    weights = {k.removeprefix("array/"): v for k, v in arrays.items() if k.startswith("array/")}
+    header["checksum"] = content_checksum(header, weights)
+    arrays["__bundle__"] = np.array(json.dumps(header))
+    np.savez(work / "coat.npz", **arrays)
     refused(capsys, argv, "not finite")
     # a bundle written now carries a checksum: flipping one array byte is caught
     assert cli.main(["calibrate", "--samples", str(work / "samples.npz"), "--model-id", "m",
