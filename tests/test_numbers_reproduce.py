@@ -11,7 +11,7 @@ held-out figures (``sample_data/bundles/evaluation.json``, quoted by the README)
 
 Methods are evaluated independently on the same splits, so a subset of them, with the same
 training split (a method that trains is kept), gives the same numbers as the full run.
-CONSIGN is left out here: its membership searches take most of the run's 17 minutes.
+CONSIGN is left out here: its membership searches take most of the run's time.
 
 ``STALE`` lists the entries the published report holds from before a deliberate change, each
 with the change; the test fails if any other entry differs, and also if a stale entry starts
@@ -84,7 +84,7 @@ def test_first_split_per_image_coverage_matches(data, published, one_torch_threa
 @pytest.mark.slow
 def test_consign_first_split_matches(data, published, one_torch_thread):
     """CONSIGN (K = 5, beta 0.9) on the first split: its envelope's per-image TPRs are the
-    published ones (~1 min; all ten splits take most of the report's 17 minutes). AT comes
+    published ones (~1 min; all ten splits take most of the report's time). AT comes
     along because a method that trains keeps the report's train/calibration/test split."""
     got = _run(data, published, splits=1, methods=["at", "consign"])
     assert got["n_train"] == published["n_train"]
