@@ -20,6 +20,6 @@ napari-consign predict --scan sample_data/demo_scan.nii.gz --bundle sample_data/
   --bundle sample_data/bundles/coat.npz --alpha 0.1,0.3 --out out/predict --overwrite
 napari-consign evaluate --samples sample_data/synthetic_samples.npz --methods crc,at,coat \
   --alpha 0.1 --alphas 0.05,0.1,0.2,0.3 --splits 10 --seed 0 --json out/evaluate.json \
-  --markdown out/evaluate.md --plots out/plots
+  --markdown out/evaluate.md --plots out/plots --overwrite
 echo "band files: out/predict/; evaluation: out/evaluate.md, out/plots/"
 
