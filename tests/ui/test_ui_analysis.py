@@ -55,6 +55,7 @@ def test_guarantee_wording():
     text = guarantee("crc", 0.1)
     assert "misses at most 10% of the lesion on average" in text
     assert "false positives are at most 10%" in text
+    assert "a healthy scan with any inner band counting as a whole error" in text
     text = guarantee("consign", 0.05, beta=0.9)
     assert "the true segmentation lies in the set for at least 95% of scans" in text
     assert "visual summary" in text

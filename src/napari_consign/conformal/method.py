@@ -201,7 +201,8 @@ class AverageRiskMethod(ConformalMethod):
         return (
             f"{cls.label} ({cls.how}): the outer band misses at most {a} of the lesion on "
             f"average, and the inner band's false positives are at most {a} of the lesion's "
-            "size on average (over scans like the calibration scans)."
+            "size on average, a healthy scan with any inner band counting as a whole error "
+            "(over scans like the calibration scans)."
         )
 
 
